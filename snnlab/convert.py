@@ -1,0 +1,243 @@
+"""ANN → SNN conversion: fold BN → record pre-activations → calibrate thresholds → replace.
+
+Each activation (ReLU, ClipReLU, QCFS) becomes a `Neuron`; every other layer is wrapped in
+`TimeBatched` and runs on all steps at once. A threshold recipe is a plain function
+`recipe(record, timesteps, v_init) -> dict of Neuron arguments` ("threshold", and maybe "spike_value"),
+picked by name from `RECIPES` or passed directly (`functools.partial(percentile_threshold, p=99)`).
+
+Taught in notebooks 01 (recipes on the distributions) and 02 (accuracy vs T per recipe).
+"""
+import copy
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+from torch import nn
+
+from .activations import QCFS, ClipReLU
+from .neurons import Neuron, SharedDropout, TimeBatched, check_timesteps, clip_floor
+
+SPIKING_SITES = (nn.ReLU, ClipReLU, QCFS)
+STATELESS = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
+
+
+# ---------------------------------------------------------------- 1. fold batch norm
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """A copy of `model` in which each BatchNorm is folded into the conv/linear layer before it.
+
+    BN(Wx + b) = γ·(Wx + b − μ)/√(σ² + ε) + β = W'x + b',  W' = W·γ/√(σ² + ε),  b' = (b − μ)·γ/√(σ² + ε) + β.
+    The BN is replaced by `nn.Identity`. Exact up to float rounding (tests: ≤ 1e-5).
+
+    Raises ValueError naming the BN layer when it does not directly follow a conv or linear layer.
+    """
+    model = copy.deepcopy(model).eval()
+    for parent_name, parent in model.named_modules():
+        previous = None
+        for name, child in parent.named_children():
+            if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                if not isinstance(previous, (nn.Conv2d, nn.Linear)):
+                    raise ValueError(f"cannot fold BatchNorm '{parent_name}.{name}': it must directly follow "
+                                     f"a Conv2d or Linear layer in its parent, found {type(previous).__name__}")
+                _fold_into(previous, child)
+                setattr(parent, name, nn.Identity())
+            previous = child
+    return model
+
+
+@torch.no_grad()
+def _fold_into(layer: nn.Module, bn: nn.Module) -> None:
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # γ/√(σ² + ε), [C_out]
+    bias = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean)
+    layer.weight.mul_(scale.view(-1, *[1] * (layer.weight.dim() - 1)))
+    layer.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+
+
+# ---------------------------------------------------------------- 2. record pre-activations
+@dataclass
+class LayerRecord:
+    """What calibration knows of one activation layer: a sample of its inputs z and their maximum."""
+
+    name: str
+    activation: nn.Module  # the ANN's activation module (its output is the conversion's target)
+    samples: torch.Tensor  # [N] a uniform random sample of the pre-activations z
+    max: float  # the exact maximum over all recorded values
+
+
+@torch.no_grad()
+def record_preactivations(model: nn.Module, images: torch.Tensor, max_samples: int = 200_000,
+                          batch_size: int = 256, seed: int = 0) -> dict:
+    """Run `model` on `images` and keep, per activation layer, a random sample of its inputs z.
+
+    Args:
+        model: the ANN (fold BN first: the pre-activations are then those the SNN integrates).
+        images: calibration images [N, C, H, W] (Rueckauer et al.: data-based normalization).
+        max_samples: values kept per layer (a uniform sample; the maximum is exact).
+
+    Returns: {layer name: LayerRecord}, in the order the layers run.
+    """
+    sites = {name: m for name, m in model.named_modules() if isinstance(m, SPIKING_SITES)}
+    if not sites:
+        raise ValueError("the model has no activation to convert (expected nn.ReLU, ClipReLU or QCFS modules)")
+    gen, chunks = torch.Generator().manual_seed(seed), {name: [] for name in sites}
+    per_batch = max(1, max_samples * batch_size // max(len(images), 1))
+    hooks = [m.register_forward_pre_hook(partial(_keep_sample, chunks[name], per_batch, gen))
+             for name, m in sites.items()]
+    try:
+        model.eval()
+        for batch in images.split(batch_size):
+            model(batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    return {name: LayerRecord(name, sites[name], torch.cat([c[1] for c in chunks[name]])[:max_samples],
+                              max(c[0] for c in chunks[name])) for name in sites}
+
+
+def _keep_sample(store, n, gen, module, inputs):
+    z = inputs[0].detach().flatten()
+    index = torch.randint(len(z), (min(n, len(z)),), generator=gen)
+    store.append((z.max().item(), z[index].float()))
+
+
+# ---------------------------------------------------------------- 3. threshold recipes
+def max_threshold(record: LayerRecord, timesteps: int, v_init: float = 0.0) -> dict:
+    """θ = the largest pre-activation seen (Diehl et al. 2015, data-based normalization).
+
+    Like every recipe it takes (record, T, V[0]/θ); those that do not model the neuron ignore T and V[0].
+    """
+    return {"threshold": record.max}
+
+
+def percentile_threshold(record: LayerRecord, timesteps: int, v_init: float = 0.0, p: float = 99.9) -> dict:
+    """θ = the p-th percentile of the layer's non-zero activations (Rueckauer et al. 2017: p = 99.9)."""
+    if not 0 < p <= 100:
+        raise ValueError(f"percentile_threshold: p must be in (0, 100], got {p}")
+    positive = record.samples[record.samples > 0]
+    if len(positive) == 0:
+        raise ValueError(f"layer '{record.name}' never had a positive input on the calibration images")
+    return {"threshold": torch.quantile(positive, p / 100).item()}
+
+
+def bound_threshold(record: LayerRecord, timesteps: int, v_init: float = 0.0) -> dict:
+    """θ = λ, the trained bound of a ClipReLU/QCFS activation (Datta & Beerel; OPI; QCFS)."""
+    if not hasattr(record.activation, "bound"):
+        raise ValueError(f"layer '{record.name}' is a {type(record.activation).__name__} without a trained bound "
+                         "λ: train the ANN with activation 'clip' or 'qcfs', or pick another threshold recipe")
+    return {"threshold": record.activation.bound.item()}
+
+
+def mse_threshold(record: LayerRecord, timesteps: int, v_init: float = 0.5, steps: int = 95) -> dict:
+    """θ = argmin over θ = max·(1 − 0.01·i), i < 95, of E[(a(z) − φ_T(z; θ))²] (Li et al. 2021).
+
+    a = the ANN's activation, φ_T = `clip_floor` with V[0] = v_init·θ and spikes carrying θ.
+    """
+    z, target = record.samples, record.activation(record.samples)
+    grid = [record.max * (1 - 0.01 * i) for i in range(steps)]
+    errors = [torch.mean((target - clip_floor(z, th, timesteps, v_init)) ** 2).item() for th in grid]
+    return {"threshold": grid[min(range(steps), key=errors.__getitem__)]}
+
+
+def distribution_aware(record: LayerRecord, timesteps: int, v_init: float = 0.5, steps: int = 100) -> dict:
+    """Datta & Beerel's per-layer (α, β): θ = α·μ fires, a spike carries A = β·μ; fitted to p(z).
+
+    Minimizes E[(a(z) − (A/T)·clip(floor((T·z + v_init·θ)/θ), 0, T))²] over the measured z: α on a
+    grid α·μ ∈ {μ·i/steps}, β in closed form (least squares, β·μ = Σa·n / Σn², n = spike counts / T).
+    μ = the layer's maximum. RECONSTRUCTION: the paper's code loads (α, β) from files whose making is
+    not published; this search follows the paper's framing (methods digest §1).
+    """
+    z, target = record.samples, record.activation(record.samples)
+    best = (float("inf"), None, None)
+    for i in range(1, steps + 1):
+        threshold = record.max * i / steps
+        n = clip_floor(z, threshold, timesteps, v_init, spike_value=1.0)  # counts / T
+        value = (target * n).sum() / (n * n).sum().clamp(min=1e-12)  # closed-form amplitude A
+        error = torch.mean((target - value * n) ** 2).item()
+        if error < best[0] and value > 0:
+            best = (error, threshold, value.item())
+    return {"threshold": best[1], "spike_value": best[2]}
+
+
+RECIPES = {"max": max_threshold, "percentile": percentile_threshold, "bound": bound_threshold,
+           "mse": mse_threshold, "datta": distribution_aware,
+           "p99": partial(percentile_threshold, p=99.0), "p99.7": partial(percentile_threshold, p=99.7)}
+
+
+def optimal_v_init(record: LayerRecord, timesteps: int, setting: dict, steps: int = 21) -> float:
+    """The V[0]/θ in {0, 1/20, …, 1} that minimizes E[(a(z) − φ_T(z))²] for this layer's θ and A."""
+    z, target = record.samples, record.activation(record.samples)
+    grid = [i / (steps - 1) for i in range(steps)]
+    errors = [torch.mean((target - clip_floor(z, setting["threshold"], timesteps, v,
+                                              setting.get("spike_value"))) ** 2).item() for v in grid]
+    return grid[min(range(steps), key=errors.__getitem__)]
+
+
+# ---------------------------------------------------------------- 4. replace: the whole pipeline
+def convert(model: nn.Module, images: torch.Tensor, *, threshold="percentile", timesteps: int = 8,
+            v_init=0.5, maxpool: str = "error", max_samples: int = 200_000) -> nn.Module:
+    """Convert a trained ANN into an SNN of IF neurons (soft reset) that runs on [T, B, ...] input.
+
+    Steps, in order: fold BN → record pre-activations on `images` → one threshold per layer from the
+    recipe → replace each activation by a `Neuron` and wrap every other layer in `TimeBatched`.
+    Spikes carry θ (or the recipe's A), so the ANN's weights are used unchanged: scaling θ is the
+    same as Diehl's weight normalization (methods digest §8.4).
+
+    Args:
+        model: a trained ANN built from modules (see models.py); it is not modified.
+        images: calibration images [N, C, H, W], e.g. 1,000 training images.
+        threshold: a name in `RECIPES` ("max", "percentile", "bound", "mse", "datta", "p99", "p99.7")
+            or a function `recipe(record, timesteps, v_init) -> {"threshold": …}`.
+        timesteps: the T the recipes that model the neuron ("mse", "datta") fit for.
+        v_init: V[0] as a fraction of θ (0.0, 0.5 = OPI's θ/2) or "optimal" (per layer, by search).
+        maxpool: "avg" replaces MaxPool2d by AvgPool2d; "error" refuses it.
+
+    Returns: the SNN (eval mode). Run it with `simulate.simulate` / `simulate.evaluate_snn`.
+    Reference: methods digest §1, §2, §6; notebooks 01–03.
+    """
+    recipe = _resolve_recipe(threshold)
+    check_timesteps(timesteps)
+    if maxpool not in ("avg", "error"):
+        raise ValueError(f"maxpool must be 'avg' or 'error', got {maxpool!r}")
+    folded = fold_batchnorm(model)
+    records = record_preactivations(folded, images, max_samples=max_samples)
+    settings = {}
+    for name, record in records.items():
+        fixed = 0.5 if v_init == "optimal" else v_init
+        setting = {"v_init": fixed, **recipe(record, timesteps, fixed)}
+        if v_init == "optimal":
+            setting["v_init"] = optimal_v_init(record, timesteps, setting)
+        settings[name] = setting
+    return _replace(folded, settings, maxpool).eval()
+
+
+def _resolve_recipe(threshold):
+    if callable(threshold):
+        return threshold
+    if threshold not in RECIPES:
+        raise ValueError(f"unknown threshold recipe {threshold!r}; choose one of {sorted(RECIPES)} or pass a function")
+    return RECIPES[threshold]
+
+
+def _replace(module: nn.Module, settings: dict, maxpool: str, prefix: str = "") -> nn.Module:
+    """Swap activations for Neurons and wrap stateless leaves in TimeBatched, recursively, in place."""
+    for name, child in module.named_children():
+        path = f"{prefix}{name}"
+        if isinstance(child, SPIKING_SITES):
+            new = Neuron(**settings[path])
+        elif isinstance(child, nn.MaxPool2d):
+            if maxpool != "avg":
+                raise ValueError(f"layer '{path}' is a MaxPool2d, which has no exact spiking version: pass "
+                                 "maxpool='avg' to replace it by AvgPool2d, or train the ANN with pool='avg'")
+            new = TimeBatched(nn.AvgPool2d(child.kernel_size, child.stride, child.padding))
+        elif isinstance(child, nn.Dropout):
+            new = SharedDropout(child.p)
+        elif isinstance(child, nn.Identity):  # what BN folding leaves: works on any shape
+            continue
+        elif isinstance(child, STATELESS):
+            new = TimeBatched(child)
+        elif len(list(child.children())) > 0:
+            new = _replace(child, settings, maxpool, prefix=f"{path}.")
+        else:
+            raise ValueError(f"layer '{path}' ({type(child).__name__}) cannot be converted; supported: "
+                             f"{', '.join(c.__name__ for c in SPIKING_SITES + STATELESS)}, MaxPool2d, Dropout, BatchNorm, Identity")
+        setattr(module, name, new)
+    return module

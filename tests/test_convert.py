@@ -1,0 +1,197 @@
+"""convert.py: exact BN folding, each threshold recipe against an independent computation,
+conversion end to end on real data with accuracy floors, and the errors for what cannot convert."""
+import os
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from snnlab.activations import ClipReLU
+from snnlab.convert import (RECIPES, LayerRecord, convert, distribution_aware, fold_batchnorm, max_threshold,
+                            mse_threshold, percentile_threshold, record_preactivations)
+from snnlab.data import get_loaders
+from snnlab.models import build_model
+from snnlab.neurons import Neuron, clip_floor, neurons
+from snnlab.simulate import evaluate_snn
+from snnlab.train import get_ann
+
+
+def randomize_batchnorm(model):
+    torch.manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.running_mean.uniform_(-1, 1), m.running_var.uniform_(0.5, 2)
+            m.weight.data.uniform_(0.5, 1.5), m.bias.data.uniform_(-0.5, 0.5)
+    return model.eval()
+
+
+# ------------------------------------------------------------------ 1. BN folding
+@pytest.mark.parametrize("name", ["vgg-mini", "resnet20"])
+def test_batchnorm_folding_is_exact(name):
+    model = randomize_batchnorm(build_model(name, num_classes=10))
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+    x = torch.randn(8, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_batchnorm_folding_linear_layers():
+    model = randomize_batchnorm(nn.Sequential(nn.Linear(5, 4, bias=True), nn.BatchNorm1d(4), nn.ReLU()))
+    x = torch.randn(16, 5)
+    with torch.no_grad():
+        assert torch.allclose(fold_batchnorm(model)(x), model(x), atol=1e-5)
+
+
+def test_batchnorm_without_conv_before_it_is_refused():
+    model = nn.Sequential(nn.ReLU(), nn.BatchNorm2d(3))
+    with pytest.raises(ValueError, match=r"BatchNorm '\.1'.*ReLU"):
+        fold_batchnorm(model)
+
+
+# ------------------------------------------------------------------ 2. recipes
+def record_of(z, activation=None):
+    activation = activation or nn.ReLU()
+    return LayerRecord("layer", activation, z, z.max().item())
+
+
+def test_max_and_percentile_recipes_match_numpy():
+    z = torch.randn(50_000)
+    assert max_threshold(record_of(z), 4)["threshold"] == z.max().item()
+    positive = z[z > 0].numpy()
+    for p in (99.0, 99.9):
+        expected = np.percentile(positive, p)
+        assert percentile_threshold(record_of(z), 4, p=p)["threshold"] == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="p must be in"):
+        percentile_threshold(record_of(z), 4, p=0)
+
+
+def test_bound_recipe_reads_lambda_and_refuses_relu():
+    clip = ClipReLU(bound=2.5)
+    assert RECIPES["bound"](record_of(torch.rand(10), clip), 4)["threshold"] == pytest.approx(2.5)
+    with pytest.raises(ValueError, match="without a trained bound"):
+        RECIPES["bound"](record_of(torch.rand(10)), 4)
+
+
+def test_mse_recipe_minimizes_the_error_over_its_grid():
+    torch.manual_seed(0)
+    z = torch.randn(20_000).abs() ** 2
+    chosen = mse_threshold(record_of(z), 2, v_init=0.5)["threshold"]
+
+    def error(th):  # an independent brute force over the same grid
+        return torch.mean((torch.relu(z) - clip_floor(z, th, 2, 0.5)) ** 2).item()
+
+    grid = [z.max().item() * (1 - 0.01 * i) for i in range(95)]
+    assert error(chosen) == pytest.approx(min(error(th) for th in grid))
+    assert chosen < z.max().item()  # clipping the tail pays at T = 2
+
+
+@pytest.mark.parametrize("timesteps,max_mse", [(1, 0.010), (2, 0.005)])
+def test_distribution_aware_beats_the_uniform_assumption(timesteps, max_mse):
+    """Bell-shaped z (methods digest §8.5): a fitted (θ, A) has far lower error than θ/2 with A = θ."""
+    torch.manual_seed(0)
+    z = torch.randn(200_000) * 0.25  # N(0, (0.25θ)²) with a loose clip θ = 1
+    record = LayerRecord("layer", ClipReLU(bound=1.0), z, 1.0)
+    uniform = torch.mean((record.activation(z) - clip_floor(z, 1.0, timesteps, 0.5)) ** 2).item()
+    fit = distribution_aware(record, timesteps, v_init=0.5)
+    fitted = torch.mean((record.activation(z) - clip_floor(z, fit["threshold"], timesteps, 0.5,
+                                                            fit["spike_value"])) ** 2).item()
+    assert fitted < max_mse < uniform
+
+
+def test_unknown_recipe_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown threshold recipe 'robust'.*percentile"):
+        convert(nn.Sequential(nn.Linear(2, 2), nn.ReLU()), torch.randn(4, 2), threshold="robust")
+
+
+def test_recipe_can_be_a_function():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    snn = convert(model, torch.randn(64, 3), threshold=lambda record, T, v0: {"threshold": 0.75})
+    assert [n.threshold.item() for n in neurons(snn).values()] == [0.75]
+
+
+# ------------------------------------------------------------------ 3. what cannot be converted
+def test_unsupported_layer_is_named():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Sequential(nn.Linear(4, 4), nn.Sigmoid()))
+    with pytest.raises(ValueError, match=r"layer '2\.1' \(Sigmoid\) cannot be converted"):
+        convert(model, torch.randn(8, 3))
+
+
+def test_maxpool_needs_a_policy():
+    model = build_model("vgg-mini", num_classes=10, pool="max").eval()
+    images = torch.randn(8, 3, 32, 32)
+    with pytest.raises(ValueError, match="MaxPool2d.*maxpool='avg'"):
+        convert(model, images)
+    snn = convert(model, images, maxpool="avg")
+    assert not any(isinstance(m, nn.MaxPool2d) for m in snn.modules())
+
+
+def test_bad_timesteps_and_v_init_policy():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="timesteps must be an integer"):
+            convert(model, torch.randn(8, 3), timesteps=bad)
+
+
+def test_records_hold_the_true_preactivations():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2), nn.ReLU())
+    x = torch.randn(100, 3)
+    records = record_preactivations(model, x, max_samples=10_000)
+    assert list(records) == ["1", "3"]
+    with torch.no_grad():
+        z = model[0](x)
+    assert records["1"].max == pytest.approx(z.max().item())
+    assert len(records["1"].samples) == 400 and set(records["1"].samples.tolist()) <= set(z.flatten().tolist())
+
+
+# ------------------------------------------------------------------ 4. end to end on real data
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    os.environ["SNNLAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    try:
+        train, test = get_loaders("digits", batch_size=256, augment=False)
+        images = torch.cat([x for x, _ in train])[:500]
+        relu, relu_info = get_ann(dataset="digits", epochs=15, lr=0.05, progress=False)
+        qcfs, qcfs_info = get_ann(dataset="digits", activation="qcfs", levels=4, epochs=15, lr=0.05, progress=False)
+    finally:
+        del os.environ["SNNLAB_CACHE"]
+    return dict(images=images, test=test, relu=(relu, relu_info), qcfs=(qcfs, qcfs_info))
+
+
+def test_digits_conversion_keeps_accuracy(digits):
+    model, info = digits["relu"]
+    assert info["test_accuracy"] >= 90
+    snn = convert(model, digits["images"], threshold="p99", v_init=0.5)
+    accuracy = evaluate_snn(snn, digits["test"], timesteps=8, progress=False)
+    assert accuracy[-1] >= info["test_accuracy"] - 3
+    assert accuracy[-1] > accuracy[0]  # more steps, finer staircase
+
+
+def test_digits_half_threshold_beats_zero_init(digits):
+    model, _ = digits["relu"]
+    acc = {v0: evaluate_snn(convert(model, digits["images"], threshold="percentile", v_init=v0),
+                            digits["test"], timesteps=4, progress=False)[-1] for v0 in (0.0, 0.5)}
+    assert acc[0.5] > acc[0.0] + 5
+
+
+def test_digits_qcfs_converts_almost_exactly_at_t_equal_l(digits):
+    model, info = digits["qcfs"]
+    snn = convert(model, digits["images"], threshold="bound", v_init=0.5)
+    assert all(isinstance(n, Neuron) for n in neurons(snn).values())
+    accuracy = evaluate_snn(snn, digits["test"], timesteps=8, progress=False)
+    assert accuracy[3] >= info["test_accuracy"] - 2  # T = 4 = L
+    assert accuracy[7] >= info["test_accuracy"] - 1.5
+
+
+@pytest.mark.cifar
+def test_cifar_subset_conversion(tmp_path_factory):
+    """The CI-size vgg-mini (also used by the notebooks in CI) converts on the real CIFAR-10 subset."""
+    model, info = get_ann(dataset="cifar10", epochs=4, train_size=4000, progress=False)
+    train, test = get_loaders("cifar10", batch_size=256, train_size=4000, augment=False)
+    images = next(iter(train))[0]
+    snn = convert(model, images, threshold="p99", v_init=0.5)
+    accuracy = evaluate_snn(snn, test, timesteps=8, progress=False)
+    assert info["test_accuracy"] >= 50
+    assert accuracy[-1] >= info["test_accuracy"] - 6
