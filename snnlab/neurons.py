@@ -149,11 +149,11 @@ class Neuron(nn.Module):
         if x.dim() < 2:
             raise ValueError(f"Neuron expects time-batched input [T, B, ...], got shape {tuple(x.shape)}")
         v = self.v if self.v is not None else (self.v_init * self.threshold).expand_as(x[0])
+        value = self.threshold if self.spike_value is None else self.spike_value
         if not torch.is_grad_enabled() and self.trace is None:
             spikes, self.v = _scan_fast(x, v, self.threshold, self.leak, self.reset)
-        else:
-            spikes, self.v = self._scan(x, v)
-        value = self.threshold if self.spike_value is None else self.spike_value
+            return spikes.mul_(value)  # in place: the buffer is ours
+        spikes, self.v = self._scan(x, v)
         return spikes * value
 
     def _scan(self, x, v):
@@ -189,7 +189,7 @@ def _scan_fast(x, v, threshold, leak, reset):
         v.add_(x[t])  # H[t]
         torch.ge(v, threshold, out=out[t])  # S[t]
         if reset == "soft":
-            v.sub_(out[t] * threshold)  # V[t] = H[t] − θ·S[t]
+            v.addcmul_(out[t], threshold, value=-1)  # V[t] = H[t] − θ·S[t]
         else:
             v.mul_(1 - out[t])  # V[t] = H[t]·(1 − S[t])
     return out, v
