@@ -1,0 +1,267 @@
+"""Benchmark: how much slower is the converted SNN than T forward passes of its ANN, and than SpikingJelly?
+
+    python bench/simulate.py                      # vgg-mini, CIFAR-10 ReLU checkpoint of get_ann
+    python bench/simulate.py --dataset digits     # a quick check of the script itself
+
+For one batch (256 images, CPU, all cores) it times, median of several interleaved repeats after warm-up:
+  ANN     the trained network in eval mode, BatchNorm unfolded (as trained);
+  snnlab  `simulate(convert(ann, images, threshold="max", v_init=0.0), x, T)`;
+  SJ      SpikingJelly 2.0's `ann2snn.Converter(RateCodingRecipe(mode="max"))` on the same calibration
+          images, multi-step mode, `reset_net` before each batch;
+and reports ratio = t_SNN(T) / (T · t_ANN), for the ANN and snnlab's SNN in both the default (NCHW) and the
+channels_last memory format (SpikingJelly in NCHW only).
+It also checks the two conversions against each other: test accuracy at every T, and the thresholds.
+Results go to bench/results/simulate.json (and stdout). See bench/README.md.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from snnlab.convert import convert  # noqa: E402
+from snnlab.data import get_loaders  # noqa: E402
+from snnlab.neurons import Neuron, TimeBatched, neurons  # noqa: E402
+from snnlab.simulate import evaluate_snn, simulate  # noqa: E402
+from snnlab.train import get_ann  # noqa: E402
+
+FORMATS = {"nchw": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The benchmark's options (see --help)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "digits"))
+    parser.add_argument("--epochs", type=int, default=None, help="of the get_ann checkpoint (default: get_ann's)")
+    parser.add_argument("--train-size", type=int, default=None, help="of the get_ann checkpoint (default: all)")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--timesteps", default="1,4,8,16", help="comma list of T")
+    parser.add_argument("--calibration", type=int, default=1000, help="training images to calibrate θ")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--no-spikingjelly", action="store_true", help="time snnlab only")
+    parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "simulate.json"))
+    return parser.parse_args(argv)
+
+
+def machine_info(threads: int) -> dict:
+    """Cores, threads, versions and load: what the timings depend on."""
+    info = {"cpu_cores": os.cpu_count(), "torch_threads": threads, "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "load_average_before": os.getloadavg()}
+    try:
+        import spikingjelly
+        info["spikingjelly"] = getattr(spikingjelly, "__version__", "2.x")
+    except ImportError:
+        info["spikingjelly"] = None
+    return info
+
+
+# ---------------------------------------------------------------- the two conversions
+def spikingjelly_snn(ann: nn.Module, images: torch.Tensor) -> nn.Module:
+    """SpikingJelly's max-norm conversion of `ann`, calibrated on `images` given as ONE batch.
+
+    VoltageHook keeps an exponential moving average (momentum 0.1) of each batch's maximum; with a
+    single batch it is the exact maximum, the same θ as snnlab's "max" recipe.
+    """
+    from spikingjelly.activation_based import ann2snn, functional
+
+    recipe = ann2snn.RateCodingRecipe(dataloader=[images], mode="max")
+    snn = ann2snn.Converter(recipe=recipe).convert(ann)
+    functional.set_step_mode(snn, "m")
+    return snn.eval()
+
+
+@torch.no_grad()
+def spikingjelly_simulate(snn: nn.Module, x: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """The same read-out as `snnlab.simulate`: out[t] = mean of the outputs of steps 1..t, [T, B, classes]."""
+    from spikingjelly.activation_based import functional
+
+    functional.reset_net(snn)
+    y = snn(x.unsqueeze(0).repeat(timesteps, *[1] * x.dim()))  # [T, B, classes]
+    steps = torch.arange(1, timesteps + 1, dtype=y.dtype).view(-1, 1, 1)
+    return y.cumsum(0) / steps
+
+
+def spikingjelly_accuracy(snn: nn.Module, loader, timesteps: int) -> torch.Tensor:
+    """Accuracy (%) after each step t = 1..T of SpikingJelly's SNN over `loader`, [T]."""
+    correct, total = torch.zeros(timesteps), 0
+    for x, labels in loader:
+        out = spikingjelly_simulate(snn, x, timesteps)  # [T, B, classes]
+        correct += (out.argmax(-1) == labels).sum(1).float()
+        total += len(labels)
+    return 100 * correct / total
+
+
+def spikingjelly_thresholds(snn: nn.Module) -> list:
+    """θ of each layer of SpikingJelly's SNN: the scale of the VoltageScaler after each IF node."""
+    return [m.scale.item() for name, m in snn.named_modules() if name.endswith("scaler1")]
+
+
+def agreement(snn, sj_snn, test_loader, timesteps: list) -> dict:
+    """Test accuracy of both max-norm conversions at every t ≤ T_max, and their thresholds."""
+    t_max = max(timesteps)
+    ours = evaluate_snn(snn, test_loader, t_max, progress=False)
+    theirs = spikingjelly_accuracy(sj_snn, test_loader, t_max)
+    ours_th = [m.threshold.item() for m in neurons(snn).values()]
+    theirs_th = spikingjelly_thresholds(sj_snn)
+    return {"timesteps": list(range(1, t_max + 1)), "snnlab_accuracy": ours.tolist(),
+            "spikingjelly_accuracy": theirs.tolist(), "max_abs_difference_pt": (ours - theirs).abs().max().item(),
+            "snnlab_thresholds": ours_th, "spikingjelly_thresholds": theirs_th,
+            "max_relative_threshold_difference": max(abs(a - b) / a for a, b in zip(ours_th, theirs_th))}
+
+
+# ---------------------------------------------------------------- timing
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def time_against_ann(ann_fn, cases: dict, warmup: int, repeats: int) -> dict:
+    """Seconds of each case, each paired with an ANN pass timed just before it, over `repeats` rounds.
+
+    Pairing matters on a shared machine: a change of load during the run then hits both sides of the
+    ratio alike. Returns {case: {"seconds": [...], "ann_seconds": [...]}}.
+    """
+    for fn in [ann_fn, *cases.values()]:
+        for _ in range(warmup):
+            fn()
+    runs = {name: {"seconds": [], "ann_seconds": []} for name in cases}
+    for _ in range(repeats):
+        for name, fn in cases.items():
+            runs[name]["ann_seconds"].append(_seconds(ann_fn))
+            runs[name]["seconds"].append(_seconds(fn))
+    return runs
+
+
+def timing_cases(snn, sj_snn, x, timesteps: list) -> dict:
+    """The SNN runs to time, by name "<library>_T<T>", all on the batch `x` (in its memory format)."""
+    cases = {}
+    for t in timesteps:
+        cases[f"snnlab_T{t}"] = lambda t=t: simulate(snn, x, t)
+        if sj_snn is not None:
+            cases[f"spikingjelly_T{t}"] = lambda t=t: spikingjelly_simulate(sj_snn, x, t)
+    return cases
+
+
+def summarize_runs(runs: dict) -> dict:
+    """Per case: ratio = t_SNN / (T · t_ANN), the median over rounds of each round's pair, and the ratio
+    of the minima (the least disturbed runs); with the median and minimum seconds of both."""
+    out = {}
+    for name, run in runs.items():
+        steps = int(name.rsplit("_T", 1)[1])
+        paired = [snn / (steps * ann) for snn, ann in zip(run["seconds"], run["ann_seconds"])]
+        out[name] = {"ratio": statistics.median(paired),
+                     "ratio_of_minima": min(run["seconds"]) / (steps * min(run["ann_seconds"])),
+                     "median_s": statistics.median(run["seconds"]), "min_s": min(run["seconds"]),
+                     "ann_median_s": statistics.median(run["ann_seconds"]), "ann_min_s": min(run["ann_seconds"])}
+    return out
+
+
+@torch.no_grad()
+def profile_snn(snn: nn.Module, x: torch.Tensor, timesteps: int, repeats: int = 3) -> dict:
+    """Seconds per call of `simulate` spent in each kind of layer (conv, linear, pool, neuron scan, other)."""
+    spent, hooks, starts = defaultdict(float), [], {}
+
+    def kind(m):  # the label a layer's time is added to
+        return "neuron scan" if isinstance(m, Neuron) else type(m.layer).__name__
+
+    for m in snn.modules():
+        if isinstance(m, (Neuron, TimeBatched)):
+            hooks.append(m.register_forward_pre_hook(lambda mod, i: starts.__setitem__(mod, time.perf_counter())))
+            hooks.append(m.register_forward_hook(
+                lambda mod, i, o: spent.__setitem__(kind(mod), spent[kind(mod)] + time.perf_counter() - starts[mod])))
+    try:
+        simulate(snn, x, timesteps)  # warm-up
+        spent.clear()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            simulate(snn, x, timesteps)
+        total = (time.perf_counter() - start) / repeats
+    finally:
+        for h in hooks:
+            h.remove()
+    per_call = {k: v / repeats for k, v in spent.items()}
+    return {"timesteps": timesteps, "total_s": total, **per_call,
+            "other (encode, reset, read-out, hooks)": total - sum(per_call.values())}
+
+
+def summary(result: dict, timesteps: list) -> dict:
+    """The numbers to read first: ratios per format and T, and the accuracy agreement."""
+    out = {f"ratio_{name}": {f"T{t}": {k: result[name]["runs"][f"{k}_T{t}"]["ratio"] for k in ("snnlab", "spikingjelly")
+                                      if f"{k}_T{t}" in result[name]["runs"]} for t in timesteps} for name in FORMATS}
+    if "agreement" in result:
+        agree = result["agreement"]
+        out["accuracy_at_T"] = {f"T{t}": {"snnlab": agree["snnlab_accuracy"][t - 1],
+                                          "spikingjelly": agree["spikingjelly_accuracy"][t - 1]} for t in timesteps}
+        out["max_accuracy_difference_pt"] = agree["max_abs_difference_pt"]
+    return out
+
+
+def _rounded(value, digits: int = 4):
+    """`value` with every float rounded to `digits` significant digits (for a readable JSON)."""
+    if isinstance(value, float):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v, digits) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------- the run
+def load(args):
+    """The cached get_ann network, calibration images (one batch) and the test loader."""
+    epochs = {} if args.epochs is None else {"epochs": args.epochs}
+    ann, info = get_ann(dataset=args.dataset, train_size=args.train_size, **epochs)
+    calibration, _ = get_loaders(args.dataset, batch_size=args.calibration, train_size=args.calibration,
+                                 augment=False)
+    _, test_loader = get_loaders(args.dataset, batch_size=args.batch_size, augment=False)
+    images, _ = next(iter(calibration))  # [N_cal, C, H, W]
+    return ann, info, images, test_loader
+
+
+def main(argv=None) -> dict:
+    """Run the whole benchmark, write the JSON and return it."""
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    timesteps = sorted({int(t) for t in args.timesteps.split(",")})
+    result = {"machine": machine_info(args.threads), "config": vars(args)}
+    ann, info, images, test_loader = load(args)
+    x = next(iter(test_loader))[0]  # [B, C, H, W], the batch that is timed
+    snn = convert(ann, images, threshold="max", timesteps=max(timesteps), v_init=0.0)
+    sj_snn = None if args.no_spikingjelly else spikingjelly_snn(ann, images)
+    result["ann"] = {"checkpoint": info["checkpoint"], "test_accuracy": info["test_accuracy"], "batch": list(x.shape)}
+    for name, memory_format in FORMATS.items():
+        x_format = x.contiguous(memory_format=memory_format)
+        for net in (ann, snn):
+            net.to(memory_format=memory_format)  # conv weights, in place
+        sj_here = sj_snn if memory_format == torch.contiguous_format else None  # SJ: its default format only
+        runs = time_against_ann(torch.no_grad()(lambda: ann(x_format)), timing_cases(snn, sj_here, x_format, timesteps),
+                                args.warmup, args.repeats)
+        result[name] = {"runs": summarize_runs(runs), "profile_snnlab_T8": profile_snn(snn, x_format, 8)}
+    snn.to(memory_format=torch.contiguous_format)
+    if sj_snn is not None:
+        result["agreement"] = agreement(snn, sj_snn, test_loader, timesteps)
+    result["machine"]["load_average_after"] = os.getloadavg()
+    result["summary"] = summary(result, timesteps)
+    result = _rounded(result)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

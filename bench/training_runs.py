@@ -1,0 +1,165 @@
+"""Full-fidelity SNN training runs on the CIFAR-10 subset: DIET-SNN, IIR-SNN, the direct jump, Datta & Beerel.
+
+    python bench/training_runs.py                    # CIFAR-10 10k/2k (SNNLAB_DATA), get_ann's default ANNs
+    python bench/training_runs.py --dataset digits   # a quick check of the script itself (about a minute)
+
+Steps (every trained network is cached in data/checkpoints under a hash of its configuration, so a
+re-run only measures; the recorded training seconds are those of the run that trained it):
+  0. the ANNs: `get_ann(dataset)` (ReLU) and `get_ann(dataset, activation="clip")`, trained if missing;
+  1. the θ scaling factor: the converted SNN's accuracy at T = 5 for each --scales, on training images
+     (never the test set); the best one is used below;
+  2. DIET-SNN: `diet_init` → `train_snn` at T = 5;
+  3. IIR-SNN: `iir_schedule` at T = 4, 3, 2, 1 from the DIET-SNN;
+  4. the direct jump: `diet_init` → `train_snn` at T = 1 for as many epochs as steps 2–3 together;
+  5. Datta & Beerel: `convert(clip_ann, threshold="datta", timesteps=2)` → boxcar surrogate → `train_snn` at T = 2.
+Every network is scored on the whole test set (`train_snn.score`: accuracy, spikes, energy per layer).
+Results: bench/results/training_runs.json and .md (the README's table). See bench/README.md.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from snnlab.convert import convert  # noqa: E402
+from snnlab.data import get_loaders  # noqa: E402
+from snnlab.simulate import evaluate_snn  # noqa: E402
+from snnlab.train import evaluate, get_ann, seed_everything  # noqa: E402
+from snnlab.train_snn import (diet_init, iir_schedule, make_trainable, score, snn_checkpoint,  # noqa: E402
+                              train_snn)
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The runs' options (see --help)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dataset", default="cifar10", choices=("cifar10", "digits"))
+    parser.add_argument("--train-size", type=int, default=None, help="SNN training images (default: all)")
+    parser.add_argument("--diet-epochs", type=int, default=2, help="epochs at T = 5")
+    parser.add_argument("--stage-epochs", type=int, default=1, help="epochs of each IIR stage (T = 4, 3, 2, 1)")
+    parser.add_argument("--datta-epochs", type=int, default=2, help="epochs at T = 2")
+    parser.add_argument("--lr", type=float, default=3e-4, help="Adam's learning rate (all runs)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--scales", default="0.4,0.5,0.6,0.7", help="θ scaling factors to choose from")
+    parser.add_argument("--calibration", type=int, default=500, help="training images that set θ")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default=str(RESULTS / "training_runs.json"))
+    return parser.parse_args(argv)
+
+
+def pick_scale(ann, calibration, images, labels, scales: list) -> dict:
+    """{scale: accuracy (%) at T = 5 of the converted SNN on training images}, for step 1."""
+    loader = list(zip(images.split(250), labels.split(250)))
+    return {s: evaluate_snn(diet_init(ann, calibration, scale=s), loader, 5, progress=False)[-1].item()
+            for s in scales}
+
+
+def row(method: str, result: dict, start: dict, history: dict, ann_accuracy: float, epochs: int) -> dict:
+    """One line of the results table, from `score` before (`start`, or None) and after training."""
+    energy = result["energy"]
+    return {"method": method, "timesteps": result["timesteps"], "epochs": epochs,
+            "ann_accuracy": ann_accuracy, "start_accuracy": start["accuracy"] if start else None,
+            "accuracy": result["accuracy"], "gap": result["accuracy"] - ann_accuracy,
+            "train_seconds": sum(history["seconds"]), "spikes_per_neuron": result["spike_rate"],
+            "energy_ratio": energy.snn_pj / energy.ann_pj, "energy_uj": energy.snn_pj / 1e6,
+            "ann_energy_uj": energy.ann_pj / 1e6, "energy_layers": energy.layers,
+            "threshold": history["threshold"][-1], "leak": history["leak"][-1]}
+
+
+def markdown(results: dict) -> str:
+    """The README's tables: one line per run, then the energy per layer of the T = 1 networks."""
+    c = results["config"]
+    lines = [f"SNN training on {c['dataset']} ({results['train_images']} training images, "
+             f"{results['test_images']} test images), lr {c['lr']}, batch {c['batch_size']}, θ scale "
+             f"{results['scale']}; {results['machine']['torch_threads']} threads, load average "
+             f"{results['machine']['load_average_before'][0]:.1f} at start; whole script "
+             f"{results['wall_seconds'] / 60:.1f} min.", "",
+             "| run | T | epochs | ANN % | start % | SNN % | SNN − ANN | E_SNN / E_ANN | training (min) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in results["runs"]:
+        start = "–" if r["start_accuracy"] is None else f"{r['start_accuracy']:.2f}"
+        lines.append(f"| {r['method']} | {r['timesteps']} | {r['epochs']} | {r['ann_accuracy']:.2f} | {start} | "
+                     f"{r['accuracy']:.2f} | {r['gap']:+.2f} | {r['energy_ratio']:.3f} | {r['train_seconds'] / 60:.1f} |")
+    for r in results["runs"]:
+        if r["timesteps"] == 1:
+            lines += ["", f"Energy per layer, {r['method']} at T = 1 (µJ per image):", "",
+                      "| layer | MACs | input spikes per neuron | ANN µJ | SNN µJ | SNN / ANN |", "|---|---|---|---|---|---|"]
+            lines += [f"| {d['name']} | {d['macs']:,} | {d['rate']:.3f} | {d['ann_pj'] / 1e6:.4f} | "
+                      f"{d['snn_pj'] / 1e6:.4f} | {d['snn_pj'] / d['ann_pj']:.3f} |" for d in r["energy_layers"]]
+            lines.append(f"| total | | | {r['ann_energy_uj']:.4f} | {r['energy_uj']:.4f} | {r['energy_ratio']:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_all(args, ann, info, clip_ann, clip_info) -> dict:
+    """Steps 1–5 of the module docstring; returns the results dict without machine info."""
+    seed_everything(args.seed)
+    calibration_loader, test_loader = get_loaders(args.dataset, batch_size=args.calibration, augment=False,
+                                                  seed=args.seed)
+    calibration, _ = next(iter(calibration_loader))
+    train_loader, _ = get_loaders(args.dataset, batch_size=args.batch_size, train_size=args.train_size,
+                                  seed=args.seed)
+    ann_accuracy, clip_accuracy = evaluate(ann, test_loader), evaluate(clip_ann, test_loader)
+    held = calibration_loader.x[-1000:], calibration_loader.y[-1000:]
+    sweep = pick_scale(ann, calibration, *held, [float(s) for s in args.scales.split(",")])
+    scale = max(sweep, key=sweep.get)
+    common = dict(lr=args.lr, train_size=args.train_size, batch_size=args.batch_size,
+                  calibration=args.calibration, seed=args.seed)
+    runs = []
+
+    diet = diet_init(ann, calibration, scale=scale)
+    start = score(diet, test_loader, 5)
+    path = snn_checkpoint("diet", info["checkpoint"], scale=scale, timesteps=5, epochs=args.diet_epochs, **common)
+    history = train_snn(diet, train_loader, timesteps=5, epochs=args.diet_epochs, lr=args.lr, checkpoint=path)
+    runs.append(row("DIET-SNN", score(diet, test_loader, 5), start, history, ann_accuracy, args.diet_epochs))
+
+    stages = iir_schedule(diet, train_loader, timesteps=(4, 3, 2, 1), epochs=args.stage_epochs, lr=args.lr,
+                          checkpoint=path)
+    for t, (snn, stage_history) in stages.items():
+        runs.append(row(f"IIR-SNN stage T = {t}", score(snn, test_loader, t), None, stage_history, ann_accuracy,
+                        args.stage_epochs))
+
+    total = args.diet_epochs + 4 * args.stage_epochs
+    direct = diet_init(ann, calibration, scale=scale)
+    start = score(direct, test_loader, 1)
+    path = snn_checkpoint("direct", info["checkpoint"], scale=scale, timesteps=1, epochs=total, **common)
+    history = train_snn(direct, train_loader, timesteps=1, epochs=total, lr=args.lr, checkpoint=path)
+    runs.append(row("direct jump to T = 1", score(direct, test_loader, 1), start, history, ann_accuracy, total))
+
+    datta = make_trainable(convert(clip_ann, calibration, threshold="datta", timesteps=2), surrogate="boxcar",
+                           leak=False)
+    start = score(datta, test_loader, 2)
+    path = snn_checkpoint("datta", clip_info["checkpoint"], timesteps=2, epochs=args.datta_epochs, **common)
+    history = train_snn(datta, train_loader, timesteps=2, epochs=args.datta_epochs, lr=args.lr, checkpoint=path)
+    runs.append(row("Datta & Beerel (clip ANN)", score(datta, test_loader, 2), start, history, clip_accuracy,
+                    args.datta_epochs))
+    return {"scale_sweep": sweep, "scale": scale, "train_images": len(train_loader.x),
+            "test_images": len(test_loader.x), "runs": runs}
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    began = time.perf_counter()
+    machine = {"cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+               "python": platform.python_version(), "load_average_before": os.getloadavg()}
+    ann, info = get_ann(dataset=args.dataset)
+    clip_ann, clip_info = get_ann(dataset=args.dataset, activation="clip")
+    results = {"config": vars(args), "machine": machine,
+               "anns": {"relu": {k: info[k] for k in ("test_accuracy", "train_seconds", "checkpoint")},
+                        "clip": {k: clip_info[k] for k in ("test_accuracy", "train_seconds", "checkpoint")}},
+               **run_all(args, ann, info, clip_ann, clip_info)}
+    results["wall_seconds"] = time.perf_counter() - began
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=1))
+    output.with_suffix(".md").write_text(markdown(results))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

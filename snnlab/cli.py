@@ -1,0 +1,337 @@
+"""The command line: `snnlab compare` converts one trained ANN with several recipes and compares them.
+
+    snnlab compare --dataset digits --methods max@0,percentile@0.5,mse@0.5 --timesteps 1,2,4,8
+
+For each method (a threshold recipe of `convert.RECIPES` and V[0]/θ) and each T it reports the SNN's
+test accuracy, the spikes per neuron and the compute energy relative to the ANN (energy.py), as one
+table on the terminal, `compare.json` and a self-contained plotly report `compare.html`.
+
+Cost: a recipe that ignores T (max, percentile, p99, p99.7, bound) with a fixed V[0] is converted and
+simulated once, to T_max: every t ≤ T_max is read from that run (accuracy, spikes and events are kept
+per step). A recipe fitted to T (mse, datta, or V[0] = "optimal") is converted and simulated once per T.
+
+Taught in notebook 02 (accuracy vs T per recipe); the figure is the one notebook 05 draws.
+"""
+import argparse
+import json
+import platform
+import shlex
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import plotly.graph_objects as go
+import torch
+from plotly.subplots import make_subplots
+from tqdm.auto import tqdm
+
+from .activations import ACTIVATIONS
+from .convert import RECIPES, convert
+from .data import DATASETS, get_loaders
+from .energy import E_MAC_PJ, FIRST_LAYER, count_macs, energy_report
+from .models import MODELS
+from .simulate import Probe, evaluate_snn
+from .train import evaluate, get_ann, seed_everything
+
+# Recipes whose threshold does not depend on T: one conversion and one simulation serve every T.
+T_FREE_RECIPES = ("max", "percentile", "p99", "p99.7", "bound")
+DEFAULT_METHODS = {"relu": "max@0,percentile@0,percentile@0.5,p99@0.5,mse@0.5,datta@0.5",
+                   "clip": "bound@0,bound@0.5,max@0,percentile@0.5,mse@0.5",
+                   "qcfs": "bound@0,bound@0.5,max@0,percentile@0.5,mse@0.5"}
+DEFAULT_TIMESTEPS = "1,2,4,8,16,32"
+
+
+# ---------------------------------------------------------------- the run's configuration
+@dataclass(frozen=True)
+class Method:
+    """A conversion method: a threshold recipe (a name in `convert.RECIPES`) and V[0]/θ (or "optimal")."""
+
+    recipe: str
+    v_init: float | str
+
+    @property
+    def label(self) -> str:
+        """The method as written on the command line, e.g. "percentile@0.5"."""
+        v_init = self.v_init if isinstance(self.v_init, str) else f"{self.v_init:g}"
+        return f"{self.recipe}@{v_init}"
+
+    @property
+    def fits_timesteps(self) -> bool:
+        """True when the conversion depends on T (so it is redone for every T)."""
+        return self.recipe not in T_FREE_RECIPES or self.v_init == "optimal"
+
+
+@dataclass
+class CompareConfig:
+    """Everything `snnlab compare` needs; `epochs=None` takes `train.get_ann`'s default."""
+
+    dataset: str = "cifar10"
+    model: str = "vgg-mini"
+    activation: str = "relu"
+    levels: int = 4
+    epochs: int | None = None
+    train_size: int | None = None
+    methods: list = field(default_factory=list)  # [Method]
+    timesteps: list = field(default_factory=list)  # [int], increasing
+    seed: int = 0
+    calibration: int = 1000
+    batch_size: int = 256
+    output: str = "reports"
+    first_layer: str = "once"
+
+
+def parse_method(text: str) -> Method:
+    """Parse "recipe" or "recipe@v0" (v0 a number in [0, 1] or "optimal"; no suffix: V[0] = θ/2)."""
+    recipe, _, v_text = text.strip().partition("@")
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown method {text!r}: the recipe must be one of {', '.join(sorted(RECIPES))}, "
+                         "optionally followed by @V0 (e.g. percentile@0.5, mse@optimal)")
+    if not v_text:
+        return Method(recipe, 0.5)
+    if v_text == "optimal":
+        return Method(recipe, "optimal")
+    try:
+        v_init = float(v_text)
+    except ValueError:
+        v_init = -1.0
+    if not 0 <= v_init <= 1:
+        raise ValueError(f"method {text!r}: V0 after '@' must be a number in [0, 1] (a fraction of θ) "
+                         f"or 'optimal', got {v_text!r}")
+    return Method(recipe, v_init)
+
+
+def parse_methods(text: str, activation: str = "relu") -> list:
+    """Parse a comma list of methods; "bound" needs an ANN with a trained bound (clip or qcfs)."""
+    methods = [parse_method(item) for item in text.split(",") if item.strip()]
+    if not methods:
+        raise ValueError(f"--methods: give at least one method, e.g. {DEFAULT_METHODS['relu']}")
+    if activation == "relu" and any(m.recipe == "bound" for m in methods):
+        raise ValueError("method 'bound' takes θ from a trained clip bound λ: use --activation clip or qcfs")
+    labels = [m.label for m in methods]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"--methods lists a method twice: {', '.join(labels)}")
+    return methods
+
+
+def parse_timesteps(text: str) -> list:
+    """Parse a comma list of T values (integers ≥ 1) into a sorted list without repeats."""
+    try:
+        values = [int(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise ValueError(f"--timesteps must be a comma list of integers ≥ 1, e.g. {DEFAULT_TIMESTEPS}; got {text!r}")
+    return sorted(set(values))
+
+
+def _check_positive(**values) -> None:
+    """Raise a ValueError naming the option when one of `values` (option name → int or None) is < 1."""
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be ≥ 1, got {value}")
+
+
+def config_from_args(args: argparse.Namespace) -> CompareConfig:
+    """Validate the parsed command line and build the run's `CompareConfig` (ValueError on bad input)."""
+    _check_positive(levels=args.levels, epochs=args.epochs, train_size=args.train_size,
+                    calibration=args.calibration, batch_size=args.batch_size)
+    methods = parse_methods(args.methods or DEFAULT_METHODS[args.activation], args.activation)
+    return CompareConfig(dataset=args.dataset, model=args.model, activation=args.activation,
+                         levels=args.levels, epochs=args.epochs, train_size=args.train_size, methods=methods,
+                         timesteps=parse_timesteps(args.timesteps), seed=args.seed,
+                         calibration=args.calibration, batch_size=args.batch_size, output=args.output,
+                         first_layer=args.first_layer)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `snnlab` argument parser, with its `compare` sub-command."""
+    parser = argparse.ArgumentParser(prog="snnlab", description="Ultra-low-latency SNN experiments.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("compare", help="convert one ANN with several recipes; accuracy/spikes/energy vs T",
+                            description="Convert one trained ANN with several threshold recipes and compare "
+                                        "the SNNs' accuracy, spikes and energy at several T.",
+                            epilog="example: snnlab compare --dataset digits --methods max@0,mse@0.5 --timesteps 1,2,4")
+    p.add_argument("--dataset", choices=DATASETS, default="cifar10", help="default: cifar10")
+    p.add_argument("--model", choices=list(MODELS), default="vgg-mini", help="default: vgg-mini")
+    p.add_argument("--activation", choices=list(ACTIVATIONS), default="relu", help="the ANN's (default: relu)")
+    p.add_argument("--levels", type=int, default=4, help="QCFS quantization levels L (default: 4)")
+    p.add_argument("--epochs", type=int, default=None, help="ANN training epochs (default: get_ann's)")
+    p.add_argument("--train-size", type=int, default=None, help="ANN training images (default: all)")
+    p.add_argument("--methods", default=None,
+                   help=f"comma list of RECIPE[@V0], RECIPE one of {','.join(RECIPES)}, V0 = V[0]/θ in [0, 1] or "
+                        f"'optimal' (no @: 0.5). Default for relu: {DEFAULT_METHODS['relu']}; "
+                        f"for clip and qcfs: {DEFAULT_METHODS['clip']}")
+    p.add_argument("--timesteps", default=DEFAULT_TIMESTEPS, help=f"comma list of T (default: {DEFAULT_TIMESTEPS})")
+    p.add_argument("--seed", type=int, default=0, help="of the ANN, the data subsets and calibration (default: 0)")
+    p.add_argument("--calibration", type=int, default=1000, help="training images to calibrate θ (default: 1000)")
+    p.add_argument("--batch-size", type=int, default=256, help="of the SNN evaluation (default: 256)")
+    p.add_argument("--output", default="reports", help="folder for compare.json, compare.html (default: reports)")
+    p.add_argument("--first-layer", choices=FIRST_LAYER, default="once",
+                   help="energy: the first conv computed once (direct encoding) or charged at every step "
+                        "(default: once)")
+    p.set_defaults(command_parser=p)  # so that main() reports bad values with this command's usage
+    return parser
+
+
+# ---------------------------------------------------------------- measuring
+def _prefix_rates(probe: Probe, steps: int) -> tuple:
+    """Spikes per neuron and events per input unit (per layer) over the first `steps` steps of a Probe.
+
+    spikes per neuron = Σ_l spikes_l / Σ_l (neurons_l · samples): all spikes of the network over
+    all its neurons, per image. Returns (spikes per neuron, {layer: r_{l−1}} for `energy_report`).
+    """
+    spikes = sum(probe.spikes[n][:steps].sum().item() for n in probe.spikes)
+    neurons = sum(probe.neurons[n] * probe.samples[n] for n in probe.spikes)
+    rates = {n: probe.events[n][:steps].sum().item() / (probe.inputs[n] * probe.samples[n]) for n in probe.events}
+    return spikes / neurons, rates
+
+
+def _measure(snn, test_loader, run_steps: int, wanted: list, macs: dict, first_layer: str) -> list:
+    """Simulate `snn` for `run_steps` steps on the test set; one result row per T in `wanted`."""
+    with Probe(snn) as probe:
+        accuracy = evaluate_snn(snn, test_loader, run_steps)  # [run_steps]
+    rows = []
+    for steps in wanted:
+        spikes, rates = _prefix_rates(probe, steps)
+        report = energy_report(macs, rates, steps, first_layer=first_layer)
+        rows.append({"timesteps": steps, "accuracy": accuracy[steps - 1].item(),
+                     "spikes_per_neuron": spikes, "energy_uj": report.snn_pj / 1e6,
+                     "energy_vs_ann": report.snn_pj / report.ann_pj})
+    return rows
+
+
+def _run_method(ann, method: Method, images, test_loader, macs: dict, config: CompareConfig) -> tuple:
+    """Convert and evaluate one method at every T of the config: (rows, {"convert_s", "simulate_s"})."""
+    plans = [(t, [t]) for t in config.timesteps] if method.fits_timesteps else \
+        [(config.timesteps[-1], config.timesteps)]  # (T to convert for and run, T values read out)
+    rows, seconds = [], {"convert_s": 0.0, "simulate_s": 0.0}
+    for run_steps, wanted in plans:
+        start = time.perf_counter()
+        snn = convert(ann, images, threshold=method.recipe, timesteps=run_steps, v_init=method.v_init)
+        seconds["convert_s"] += time.perf_counter() - start
+        start = time.perf_counter()
+        rows += _measure(snn, test_loader, run_steps, wanted, macs, config.first_layer)
+        seconds["simulate_s"] += time.perf_counter() - start
+    return [{"method": method.label, **row} for row in rows], seconds
+
+
+def _prepare(config: CompareConfig) -> tuple:
+    """Train or load the ANN and load the calibration images and the test set."""
+    seed_everything(config.seed)
+    epochs = {} if config.epochs is None else {"epochs": config.epochs}
+    ann, info = get_ann(dataset=config.dataset, model=config.model, activation=config.activation,
+                        levels=config.levels, train_size=config.train_size, seed=config.seed, **epochs)
+    calibration, _ = get_loaders(config.dataset, batch_size=config.calibration, train_size=config.calibration,
+                                 augment=False, seed=config.seed)
+    images, _ = next(iter(calibration))  # [N_cal, C, H, W]
+    _, test_loader = get_loaders(config.dataset, batch_size=config.batch_size, augment=False, seed=config.seed)
+    return ann, info, images, test_loader
+
+
+def run_compare(config: CompareConfig) -> dict:
+    """Run the comparison described by `config` and return its results (what compare.json holds)."""
+    start = time.perf_counter()
+    ann, info, images, test_loader = _prepare(config)
+    macs = count_macs(ann, images[:1])  # F_l per layer, per image
+    ann_entry = {"accuracy": evaluate(ann, test_loader), "energy_uj": sum(macs.values()) * E_MAC_PJ / 1e6,
+                 "macs": sum(macs.values()), "epochs": info["config"]["epochs"], "checkpoint": info["checkpoint"],
+                 "cached": info["cached"], "train_s": info["train_seconds"]}
+    timings, rows = {"prepare_s": time.perf_counter() - start, "methods": {}}, []
+    for method in tqdm(config.methods, desc="methods", unit="method"):
+        method_rows, timings["methods"][method.label] = _run_method(ann, method, images, test_loader, macs, config)
+        rows += method_rows
+    timings["total_s"] = time.perf_counter() - start
+    config_dict = {**asdict(config), "methods": [m.label for m in config.methods], "epochs": ann_entry["epochs"]}
+    return {"config": config_dict, "ann": ann_entry, "rows": rows, "test_images": len(test_loader.x),
+            "calibration_images": len(images), "timings": timings, "command": reproduce_command(config_dict),
+            "torch_version": torch.__version__, "python": platform.python_version(),
+            "threads": torch.get_num_threads()}
+
+
+# ---------------------------------------------------------------- reporting
+def reproduce_command(config: dict) -> str:
+    """The `snnlab compare` command line that repeats a run (every option explicit)."""
+    options = {"dataset": config["dataset"], "model": config["model"], "activation": config["activation"],
+               "levels": config["levels"], "epochs": config["epochs"],
+               "train-size": config["train_size"], "methods": ",".join(config["methods"]),
+               "timesteps": ",".join(map(str, config["timesteps"])), "seed": config["seed"],
+               "calibration": config["calibration"], "batch-size": config["batch_size"],
+               "output": config["output"], "first-layer": config["first_layer"]}
+    return "snnlab compare " + " ".join(f"--{k} {shlex.quote(str(v))}" for k, v in options.items() if v is not None)
+
+
+def format_table(result: dict) -> str:
+    """The results as one plain-text table: the ANN first, then one row per method and T."""
+    config, ann = result["config"], result["ann"]
+    lines = [f"{config['model']} on {config['dataset']} ({config['activation']}), {result['test_images']} test "
+             f"images, θ calibrated on {result['calibration_images']} training images",
+             "spikes/neuron: all spikes over the first T steps ÷ all spiking neurons, per image; "
+             f"E/E_ANN: SNN compute energy ÷ ANN's (first layer {config['first_layer']}; lower is better)",
+             f"{'method':<18}{'T':>4}{'acc %':>9}{'Δ acc':>8}{'spikes/neuron':>15}{'energy µJ':>11}{'E/E_ANN':>9}",
+             f"{'ANN':<18}{'–':>4}{ann['accuracy']:>9.2f}{'':>8}{'–':>15}{ann['energy_uj']:>11.2f}{1:>9.3f}"]
+    for row in result["rows"]:
+        lines.append(f"{row['method']:<18}{row['timesteps']:>4}{row['accuracy']:>9.2f}"
+                     f"{round(row['accuracy'] - ann['accuracy'], 2) + 0.0:>+8.2f}{row['spikes_per_neuron']:>15.3f}"
+                     f"{row['energy_uj']:>11.2f}{row['energy_vs_ann']:>9.3f}")
+    return "\n".join(lines)
+
+
+def _report_figure(result: dict) -> go.Figure:
+    """Accuracy vs T per method (the ANN as a dashed line) beside accuracy vs energy relative to the ANN."""
+    ann, config = result["ann"], result["config"]
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=("Accuracy vs time steps", "Accuracy vs energy"))
+    for i, label in enumerate(config["methods"]):
+        rows = [r for r in result["rows"] if r["method"] == label]
+        hover = [f"{label}, T={r['timesteps']}<br>accuracy {r['accuracy']:.2f} %<br>"
+                 f"{r['spikes_per_neuron']:.3f} spikes/neuron<br>E/E_ANN {r['energy_vs_ann']:.3f}" for r in rows]
+        style = dict(name=label, legendgroup=label, mode="lines+markers", hovertext=hover, hoverinfo="text",
+                     line=dict(color=_COLORS[i % len(_COLORS)]))
+        fig.add_trace(go.Scatter(x=[r["timesteps"] for r in rows], y=[r["accuracy"] for r in rows], **style), 1, 1)
+        fig.add_trace(go.Scatter(x=[r["energy_vs_ann"] for r in rows], y=[r["accuracy"] for r in rows],
+                                 showlegend=False, **style), 1, 2)
+    fig.add_hline(y=ann["accuracy"], line_dash="dash", line_color="black", row=1, col=1,
+                  annotation_text=f"ANN {ann['accuracy']:.2f} %", annotation_position="bottom right")
+    fig.add_trace(go.Scatter(x=[1.0], y=[ann["accuracy"]], name="ANN", mode="markers",
+                             marker=dict(symbol="star", size=14, color="black"),
+                             hovertext=[f"ANN: {ann['accuracy']:.2f} %, {ann['energy_uj']:.2f} µJ/image"],
+                             hoverinfo="text"), 1, 2)
+    fig.update_xaxes(title_text="time steps T", type="log", dtick=0.30103, row=1, col=1)
+    fig.update_xaxes(title_text="energy E_SNN / E_ANN (ANN = 1)", type="log", row=1, col=2)
+    fig.update_yaxes(title_text="test accuracy (%)", row=1, col=1)
+    fig.update_yaxes(title_text="test accuracy (%)", row=1, col=2)
+    fig.update_layout(title=f"ANN → SNN conversion: {config['model']} on {config['dataset']} "
+                            f"({config['activation']}), {result['test_images']} test images",
+                      template=_TEMPLATE, height=480, width=1100, hovermode="closest")
+    return fig
+
+
+_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+_TEMPLATE = go.layout.Template(layout=dict(font=dict(size=13), plot_bgcolor="white", paper_bgcolor="white",
+                                           xaxis=dict(showgrid=True, gridcolor="#e5e5e5", linecolor="black"),
+                                           yaxis=dict(showgrid=True, gridcolor="#e5e5e5", linecolor="black")))
+
+
+def write_reports(result: dict, folder: Path) -> tuple:
+    """Write compare.json and a self-contained compare.html (plotly.js inlined) into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, html_path = folder / "compare.json", folder / "compare.html"
+    json_path.write_text(json.dumps(result, indent=2) + "\n")
+    _report_figure(result).write_html(html_path, include_plotlyjs=True, full_html=True)
+    return json_path, html_path
+
+
+def main(argv: list | None = None) -> int:
+    """Entry point of the `snnlab` console script (and `python -m snnlab`); returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as err:
+        args.command_parser.error(str(err))  # prints usage and the message, exits with code 2
+    result = run_compare(config)
+    json_path, html_path = write_reports(result, Path(config.output))
+    print(format_table(result))
+    print(f"\nwrote {json_path} and {html_path} in {result['timings']['total_s']:.1f} s")
+    print(f"reproduce with:\n  {result['command']}")
+    return 0

@@ -1,0 +1,106 @@
+"""tests for cli.py: `snnlab compare` end to end on digits, its reports, and its errors."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from snnlab import cli
+from snnlab.convert import convert
+from snnlab.data import get_loaders
+from snnlab.simulate import Probe, evaluate_snn
+from snnlab.train import get_ann
+
+ARGS = ["compare", "--dataset", "digits", "--epochs", "2", "--methods", "max@0,mse@0.5",
+        "--timesteps", "1,2,4", "--calibration", "200", "--batch-size", "128"]
+
+
+@pytest.fixture(scope="module")
+def compare_run(tmp_path_factory):
+    """One small `snnlab compare` run on digits in a throw-away cache: (stdout, result dict, output folder)."""
+    root = tmp_path_factory.mktemp("compare")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("SNNLAB_CACHE", str(root / "cache"))
+        out = root / "reports"
+        code = cli.main(ARGS + ["--output", str(out)])
+        yield code, json.loads((out / "compare.json").read_text()), out
+
+
+def test_compare_prints_one_table_with_every_row(compare_run, capsys):
+    code, result, _ = compare_run
+    assert code == 0
+    table = cli.format_table(result).splitlines()
+    assert any(line.startswith("ANN ") for line in table)
+    for method in ("max@0", "mse@0.5"):
+        for steps in (1, 2, 4):
+            assert sum(line.split()[:2] == [method, str(steps)] for line in table) == 1
+    assert result["command"].startswith("snnlab compare --dataset digits")
+
+
+def test_compare_json_is_consistent(compare_run):
+    _, result, _ = compare_run
+    assert 0 <= result["ann"]["accuracy"] <= 100 and result["ann"]["energy_uj"] > 0
+    assert [(r["method"], r["timesteps"]) for r in result["rows"]] == \
+        [(m, t) for m in ("max@0", "mse@0.5") for t in (1, 2, 4)]
+    for row in result["rows"]:
+        assert 0 <= row["accuracy"] <= 100
+        assert row["spikes_per_neuron"] >= 0 and row["energy_vs_ann"] > 0
+        assert row["energy_uj"] == pytest.approx(row["energy_vs_ann"] * result["ann"]["energy_uj"])
+    spikes = [r["spikes_per_neuron"] for r in result["rows"] if r["method"] == "max@0"]
+    assert spikes == sorted(spikes)  # read from one run: spikes can only add up over steps
+    assert result["torch_version"] == torch.__version__ and result["timings"]["total_s"] > 0
+
+
+def test_one_pass_rows_equal_a_separate_run_at_each_t(compare_run, tmp_path, monkeypatch):
+    """max@0 is simulated once to T = 4; its T = 2 row must equal a fresh 2-step run and Probe."""
+    _, result, out = compare_run
+    monkeypatch.setenv("SNNLAB_CACHE", str(out.parent / "cache"))
+    ann, _ = get_ann(dataset="digits", epochs=2, progress=False)
+    calibration, _ = get_loaders("digits", batch_size=200, train_size=200, augment=False)
+    _, test_loader = get_loaders("digits", batch_size=128, augment=False)
+    snn = convert(ann, next(iter(calibration))[0], threshold="max", timesteps=2, v_init=0.0)
+    with Probe(snn) as probe:
+        accuracy = evaluate_snn(snn, test_loader, 2, progress=False)
+    spikes = sum(s.sum().item() for s in probe.spikes.values()) / \
+        sum(probe.neurons[n] * probe.samples[n] for n in probe.spikes)
+    row = next(r for r in result["rows"] if r["method"] == "max@0" and r["timesteps"] == 2)
+    assert row["accuracy"] == pytest.approx(accuracy[-1].item())
+    assert row["spikes_per_neuron"] == pytest.approx(spikes)
+
+
+def test_compare_html_is_self_contained(compare_run):
+    _, _, out = compare_run
+    html = (out / "compare.html").read_text()
+    inlined = "plotly.js v" in html and '<script src="http' not in html  # no script fetched from the web
+    assert inlined and len(html) > 1_000_000
+    assert ("Accuracy vs time steps" in html) and ("max@0" in html)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (["--methods", "maxx@0"], "percentile"),  # lists the valid recipes
+    (["--methods", "max@2"], "[0, 1]"),
+    (["--methods", "bound@0.5"], "--activation clip"),
+    (["--timesteps", "0,4"], "integers ≥ 1"),
+    (["--timesteps", "two"], "integers ≥ 1"),
+])
+def test_bad_options_exit_with_a_clear_message(bad, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["compare", "--dataset", "digits"] + bad)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_parse_method_and_timesteps():
+    assert cli.parse_method("mse@optimal") == cli.Method("mse", "optimal")
+    assert cli.parse_method("max").label == "max@0.5"
+    assert not cli.parse_method("percentile@0").fits_timesteps
+    assert cli.parse_method("datta@0.5").fits_timesteps and cli.parse_method("max@optimal").fits_timesteps
+    assert cli.parse_timesteps("8,1,4,8") == [1, 4, 8]
+    with pytest.raises(ValueError, match="bound, datta, max"):
+        cli.parse_methods("max@0,nope")
+
+
+def test_module_help_runs():
+    done = subprocess.run([sys.executable, "-m", "snnlab", "compare", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "--timesteps" in done.stdout

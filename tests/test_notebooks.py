@@ -1,0 +1,228 @@
+"""The facts the notebooks state, checked with the notebooks' own calls and knobs.
+
+Each notebook's knobs are read from its knobs cell (run with `CI` set, as CI runs the notebooks, so
+the CIFAR tests share the CI-size checkpoint that `pytest --nbval-lax notebooks/` trains or loads).
+Tests marked `cifar` need `SNNLAB_DATA` (see conftest.py).
+"""
+import json
+import os
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+
+from snnlab.analysis import expected_error, first_spike_step, layer_errors
+from snnlab.convert import RECIPES, convert, fold_batchnorm, record_preactivations
+from snnlab.data import get_loaders
+from snnlab.neurons import Neuron, clip_floor, neurons
+from snnlab.simulate import Probe, encode, evaluate_snn, simulate
+from snnlab.train import get_ann, seed_everything
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def knobs(name: str) -> dict:
+    """The UPPER_CASE names that the notebook's first code cell (its knobs cell) defines, under CI."""
+    cells = json.loads((NOTEBOOKS / name).read_text())["cells"]
+    source = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+    namespace = {}
+    with mock.patch.dict(os.environ, {"CI": "true"}):
+        exec(source, namespace)  # the cell holds only literal assignments and the one CI line
+    return {key: value for key, value in namespace.items() if key.isupper()}
+
+
+# ---------------------------------------------------------------- notebook 00: spiking neurons
+K0 = knobs("00_spiking_neurons.ipynb")
+
+
+def spike_steps(neuron: Neuron, current: float, timesteps: int) -> list:
+    """1-based steps at which a single neuron with constant input fires (as in the notebook's cells)."""
+    out = neuron(encode(torch.tensor([[current]]), timesteps))[:, 0, 0]  # [T]
+    return (torch.nonzero(out).flatten() + 1).tolist()
+
+
+def test_00_if_neuron_fires_at_4_and_7_and_lif_at_4_and_8():
+    assert (K0["CURRENT"], K0["THRESHOLD"], K0["LEAK"], K0["TIMESTEPS"]) == (0.3, 1.0, 0.9, 8)
+    assert spike_steps(Neuron(threshold=K0["THRESHOLD"]), K0["CURRENT"], K0["TIMESTEPS"]) == [4, 7]
+    assert spike_steps(Neuron(threshold=K0["THRESHOLD"], leak=K0["LEAK"]), K0["CURRENT"], K0["TIMESTEPS"]) == [4, 8]
+
+
+def test_00_lif_never_fires_below_theta_times_one_minus_lambda():
+    floor_current = K0["THRESHOLD"] * (1 - K0["LEAK"])
+    lif = Neuron(threshold=K0["THRESHOLD"], leak=K0["LEAK"])
+    assert spike_steps(lif, 0.9 * floor_current, 500) == []
+    assert spike_steps(Neuron(threshold=K0["THRESHOLD"], leak=K0["LEAK"]), 1.1 * floor_current, 500) != []
+
+
+def test_00_reset_to_zero_sends_half_where_soft_reset_sends_five_eighths():
+    x = encode(torch.tensor([[0.7]]), K0["TIMESTEPS"])
+    assert Neuron(threshold=K0["THRESHOLD"], reset="soft")(x).mean().item() == pytest.approx(0.625)
+    assert Neuron(threshold=K0["THRESHOLD"], reset="hard")(x).mean().item() == pytest.approx(0.5)
+
+
+def test_00_direct_input_counts_are_floor_t_x_and_rate_counts_average_t_x():
+    pixels = torch.linspace(0, 1, 11).unsqueeze(0)
+    direct = Neuron(threshold=K0["THRESHOLD"])(encode(pixels, K0["TIMESTEPS"], "direct"))[:, 0]
+    assert direct.sum(0).int().tolist() == [0, 0, 1, 2, 3, 4, 4, 5, 6, 7, 8]
+    many = torch.full((1, 4000), 0.5)  # 4,000 rate-coded neurons with the pixel value 0.5
+    counts = Neuron(threshold=K0["THRESHOLD"])(encode(many, K0["TIMESTEPS"], "rate", seed=K0["SEED"])).sum(0)
+    assert counts.mean().item() == pytest.approx(0.5 * K0["TIMESTEPS"], abs=0.1)
+    assert counts.std().item() > 0.5  # the count scatters
+
+
+def test_00_rate_is_the_clip_floor_staircase_with_t_plus_one_levels():
+    currents = torch.linspace(-0.5, 2.0, 501).unsqueeze(0)
+    for timesteps in K0["T_VALUES"]:
+        rate = Neuron(threshold=K0["THRESHOLD"])(encode(currents, timesteps)).mean(0)
+        assert len(rate.unique()) == timesteps + 1
+    longest = K0["T_VALUES"][-1]
+    rate = Neuron(threshold=K0["THRESHOLD"])(encode(currents, longest)).mean(0)
+    assert (rate - clip_floor(currents, K0["THRESHOLD"], longest)).abs().max().item() == 0.0
+
+
+@pytest.mark.parametrize("timesteps, v_init, rate", [(4, 0.0, 0.25), (8, 0.0, 0.25), (32, 0.0, 0.28125),
+                                                     (32, 0.5, 0.3125)])
+def test_00_details_block_rates_of_x_equal_0_3(timesteps, v_init, rate):
+    neuron = Neuron(threshold=K0["THRESHOLD"], v_init=v_init)
+    assert neuron(encode(torch.tensor([[K0["CURRENT"]]]), timesteps)).mean().item() == pytest.approx(rate)
+
+
+# ---------------------------------------------------------------- notebooks 01–03: CIFAR-10
+@pytest.fixture(scope="module")
+def cifar():
+    """Notebooks 01–03's shared ANN and data, built with their calls and their (CI) knobs."""
+    k = knobs("01_preactivation_distributions.ipynb")
+    for name in ("02_conversion_error.ipynb", "03_potential_initialization.ipynb"):
+        shared = {key: knobs(name)[key] for key in ("DATASET", "MODEL", "TRAIN_SIZE", "EPOCHS", "CALIBRATION",
+                                                     "EVAL_SIZE", "MAX_SAMPLES", "SEED")}
+        assert shared.items() <= k.items(), f"{name} must use notebook 01's ANN knobs, so the checkpoint is shared"
+    seed_everything(k["SEED"])
+    model, info = get_ann(dataset=k["DATASET"], model=k["MODEL"], epochs=k["EPOCHS"], train_size=k["TRAIN_SIZE"],
+                          seed=k["SEED"], progress=False)
+    train_loader, _ = get_loaders(k["DATASET"], batch_size=k["CALIBRATION"], train_size=k["TRAIN_SIZE"],
+                                  augment=False, seed=k["SEED"])
+    calibration, _ = next(iter(train_loader))
+    _, test_loader = get_loaders(k["DATASET"], batch_size=100, test_size=k["EVAL_SIZE"], seed=k["SEED"])
+    return dict(knobs=k, model=model, calibration=calibration, test_loader=test_loader, images=test_loader.x[::5],
+                labels=test_loader.y[::5])
+
+
+def convert_like_notebooks(cifar, **kwargs):
+    return convert(cifar["model"], cifar["calibration"], max_samples=cifar["knobs"]["MAX_SAMPLES"], **kwargs)
+
+
+@pytest.mark.cifar
+def test_01_thresholds_sit_below_the_maximum_and_the_mse_one_rises_with_t(cifar):
+    k = knobs("01_preactivation_distributions.ipynb")
+    records = record_preactivations(fold_batchnorm(cifar["model"]), cifar["calibration"], max_samples=k["MAX_SAMPLES"])
+    for name, record in records.items():
+        percentile = RECIPES["percentile"](record, 1, 0.5, p=k["PERCENTILE"])["threshold"]
+        mse = {t: RECIPES["mse"](record, t, 0.5)["threshold"] for t in (1, 4, 16)}
+        assert mse[1] < mse[4] < mse[16] and mse[1] < percentile < record.max, name
+
+
+@pytest.mark.cifar
+def test_01_distribution_aware_fits_beat_the_percentile_rule_at_low_t(cifar):
+    k = knobs("01_preactivation_distributions.ipynb")
+    for timesteps in k["LOW_T"]:
+        fits = {recipe: convert_like_notebooks(cifar, threshold=recipe, timesteps=timesteps)
+                for recipe in ("percentile", "datta")}
+        errors = {recipe: layer_errors(snn, cifar["images"], timesteps) for recipe, snn in fits.items()}
+        for layer in errors["datta"]:
+            assert errors["datta"][layer]["total"]["mse"] < errors["percentile"][layer]["total"]["mse"], layer
+        accuracy = {recipe: evaluate_snn(snn, cifar["test_loader"], timesteps, progress=False)[-1].item()
+                    for recipe, snn in fits.items()}
+        assert accuracy["datta"] > accuracy["percentile"] + 5, (timesteps, accuracy)
+
+
+@pytest.mark.cifar
+def test_01_datta_spike_value_comes_out_close_to_theta(cifar):
+    k = knobs("01_preactivation_distributions.ipynb")
+    records = record_preactivations(fold_batchnorm(cifar["model"]), cifar["calibration"], max_samples=k["MAX_SAMPLES"])
+    for timesteps in k["LOW_T"]:
+        for name, record in records.items():
+            fit = RECIPES["datta"](record, timesteps, 0.5)
+            assert fit["spike_value"] == pytest.approx(fit["threshold"], rel=0.1), (name, timesteps)
+
+
+@pytest.mark.cifar
+def test_02_error_parts_at_t_4(cifar):
+    k = knobs("02_conversion_error.ipynb")
+    snn = convert_like_notebooks(cifar, threshold="percentile", v_init=k["V_INIT"])
+    errors = layer_errors(snn, cifar["images"], 4)
+    first = next(iter(errors.values()))
+    assert first["unevenness"]["mse"] == 0  # the image is constant in time
+    for layer, parts in errors.items():
+        assert parts["clipping"]["mse"] < parts["quantization"]["mse"], layer
+        assert 0 < parts["quantization"]["mean"] < parts["quantization"]["mse"] ** 0.5, layer  # leans positive
+        total = sum(parts[p]["mean"] for p in ("clipping", "quantization", "unevenness"))
+        assert total == pytest.approx(parts["total"]["mean"], abs=1e-5)
+
+
+@pytest.mark.cifar
+def test_02_quantization_halves_with_each_doubling_of_t_and_clipping_stays_flat(cifar):
+    k = knobs("02_conversion_error.ipynb")
+    snn = convert_like_notebooks(cifar, threshold="percentile", v_init=k["V_INIT"])
+    rms = {part: [] for part in ("clipping", "quantization")}  # mean over layers, as the notebook's figure
+    for t in k["TIMESTEPS"]:
+        errors = layer_errors(snn, cifar["images"], t)
+        for part, values in rms.items():
+            values.append(sum(e[part]["mse"] ** 0.5 for e in errors.values()) / len(errors))
+    quantization = rms["quantization"]
+    for short, long in zip(quantization, quantization[1:]):  # T doubles from one entry to the next
+        assert 0.3 < long / short < 0.85
+    assert max(rms["clipping"]) < 2 * min(rms["clipping"])
+
+
+@pytest.mark.cifar
+def test_02_maximum_threshold_is_the_worst_recipe(cifar):
+    k = knobs("02_conversion_error.ipynb")
+    horizon = k["T_FIT"]  # the notebook reads the curves to T_MAX; the ranking already shows by T_FIT
+    curves = {name: evaluate_snn(convert_like_notebooks(cifar, threshold=name, timesteps=k["T_FIT"], v_init=k["V_INIT"]),
+                                 cifar["test_loader"], horizon, progress=False) for name in k["RECIPES"]}
+    others = torch.stack([c for name, c in curves.items() if name != "max"])
+    assert torch.all(curves["max"][1:] < others[:, 1:].min(0).values)  # every t from 2 to T_FIT
+
+
+def test_03_uniform_input_error_matches_the_expected_error():
+    k = knobs("03_potential_initialization.ipynb")
+    seed_everything(k["SEED"])
+    z = torch.rand(1, k["UNIFORM_SAMPLES"]) * k["THRESHOLD"]
+    errors = {v: simulate(Neuron(threshold=k["THRESHOLD"], v_init=v), z, k["T_MAX"]) - z for v in (0.0, 0.5)}
+    for t in range(1, k["T_MAX"] + 1):
+        for v, error in errors.items():
+            mean, mse = expected_error(t, k["THRESHOLD"], v)
+            assert error[t - 1].mean().item() == pytest.approx(mean, abs=2e-3)
+            assert (error[t - 1] ** 2).mean().item() == pytest.approx(mse, rel=0.03)
+    half = errors[0.5][k["T_CHECK"] - 1]
+    assert abs(half.mean().item()) < 1e-3
+    assert (half**2).mean().item() == pytest.approx(k["THRESHOLD"] ** 2 / (12 * k["T_CHECK"] ** 2), rel=0.02)
+
+
+@pytest.mark.cifar
+def test_03_half_theta_beats_zero_at_t_check_and_is_the_per_layer_optimum(cifar):
+    k = knobs("03_potential_initialization.ipynb")
+    snns = {v: convert_like_notebooks(cifar, threshold="percentile", timesteps=k["T_CHECK"], v_init=v)
+            for v in (0.0, 0.5, "optimal")}
+    accuracy = {v: evaluate_snn(snn, cifar["test_loader"], k["T_CHECK"], progress=False)[-1].item()
+                for v, snn in snns.items() if v != "optimal"}
+    assert accuracy[0.5] > accuracy[0.0] + 15, accuracy
+    assert all(n.v_init.item() == 0.5 for n in neurons(snns["optimal"]).values())
+    with Probe(snns[0.0]) as zero:
+        simulate(snns[0.0], cifar["images"][:1], k["T_MAX"])
+    with Probe(snns[0.5]) as half:
+        simulate(snns[0.5], cifar["images"][:1], k["T_MAX"])
+    late, early = first_spike_step(zero.spikes), first_spike_step(half.spikes)
+    assert set(early.values()) == {1} and max(late.values()) > 1
+    assert all(early[layer] <= late[layer] for layer in late)
+
+
+@pytest.mark.cifar
+def test_03_qcfs_network_needs_half_theta(cifar):
+    k = knobs("03_potential_initialization.ipynb")
+    qcfs, _ = get_ann(dataset=k["DATASET"], model=k["MODEL"], activation="qcfs", levels=k["LEVELS"],
+                      epochs=k["EPOCHS"], train_size=k["TRAIN_SIZE"], seed=k["SEED"], progress=False)
+    accuracy = {v: evaluate_snn(convert(qcfs, cifar["calibration"], threshold="bound", v_init=v), cifar["test_loader"],
+                                k["LEVELS"], progress=False)[-1].item() for v in (0.0, 0.5)}
+    assert accuracy[0.5] > accuracy[0.0] + 15, accuracy

@@ -1,0 +1,100 @@
+"""Tests of the ANN part of snnlab.train: learning, schedules, checkpoints and the get_ann cache."""
+import pytest
+import torch
+
+from snnlab import train
+from snnlab.data import get_loaders
+from snnlab.models import build_model
+
+
+def _digits_model():
+    return build_model("vgg-mini", num_classes=10, in_channels=1, image_size=8)
+
+
+def test_vgg_mini_learns_digits():
+    train.seed_everything(0)
+    train_loader, test_loader = get_loaders("digits", batch_size=64)
+    model = _digits_model()
+    history = train.train_ann(model, train_loader, epochs=5, test_loader=test_loader,
+                              progress=False)
+    assert history["test_acc"][-1] >= 90.0
+    assert history["test_acc"][-1] == train.evaluate(model, test_loader)
+    assert [len(v) for v in history.values()] == [5] * 4
+    assert history["loss"][-1] < history["loss"][0]
+
+
+def test_evaluate_matches_a_direct_count_and_restores_mode():
+    _, test_loader = get_loaders("digits")
+    model = _digits_model().train()
+    accuracy = train.evaluate(model, test_loader)
+    assert model.training
+    with torch.no_grad():
+        predictions = model.eval()(test_loader.x).argmax(1)
+    assert accuracy == pytest.approx(100.0 * (predictions == test_loader.y).float().mean().item())
+
+
+def test_seeded_training_is_reproducible():
+    weights = []
+    for _ in range(2):
+        train.seed_everything(5)
+        model = _digits_model()
+        train.train_ann(model, get_loaders("digits", seed=5)[0], epochs=1, progress=False)
+        weights.append(torch.cat([p.flatten() for p in model.parameters()]))
+    assert torch.equal(*weights)
+
+
+def test_schedules_peak_and_decay():
+    def lrs(schedule):
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
+        scheduler = train._scheduler(optimizer, schedule, 0.3, total_steps=100)
+        values = []
+        for _ in range(100):
+            values.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return values
+    onecycle, cosine = lrs("onecycle"), lrs("cosine")
+    assert max(onecycle) == pytest.approx(0.3, rel=1e-3)
+    assert onecycle.index(max(onecycle)) in (24, 25)  # 25 % warm-up
+    assert onecycle[-1] < 1e-3 and cosine[0] == 0.3 and cosine[-1] < 1e-3
+
+
+@pytest.mark.parametrize("kwargs, match", [({"epochs": 0}, "epochs"),
+                                           ({"epochs": 1, "lr": 0}, "lr"),
+                                           ({"epochs": 1, "schedule": "step"}, "onecycle")])
+def test_bad_training_arguments_raise(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train.train_ann(_digits_model(), get_loaders("digits")[0], **kwargs)
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
+    model, copy = _digits_model().eval(), _digits_model().eval()
+    path = tmp_path / "sub" / "net.pt"
+    train.save_checkpoint(path, model, {"note": "hi", "acc": 1.5})
+    assert train.load_checkpoint(path, copy) == {"note": "hi", "acc": 1.5}
+    x = torch.randn(4, 1, 8, 8)
+    assert torch.equal(model(x), copy(x))
+    assert [p.name for p in path.parent.iterdir()] == ["net.pt"]  # no temp file left
+
+
+def test_broken_checkpoints_name_the_path(tmp_path):
+    path = tmp_path / "broken.pt"
+    path.write_bytes(b"\x00 not a checkpoint")
+    with pytest.raises(RuntimeError, match="broken.pt.*delete"):
+        train.load_checkpoint(path, _digits_model())
+    train.save_checkpoint(path, build_model("resnet20", num_classes=10), {})
+    with pytest.raises(RuntimeError, match="broken.pt.*does not fit"):
+        train.load_checkpoint(path, _digits_model())
+
+
+def test_get_ann_trains_once_then_loads(tmp_cache):
+    kwargs = dict(dataset="digits", activation="qcfs", levels=2, epochs=2, lr=0.05, progress=False)
+    model, info = train.get_ann(**kwargs)
+    assert not info["cached"] and not model.training
+    assert info["checkpoint"].startswith(str(tmp_cache / "checkpoints" / "vgg-mini-digits-qcfs-"))
+    again, info_again = train.get_ann(**kwargs)
+    assert info_again["cached"] and info_again["test_accuracy"] == info["test_accuracy"]
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    _, other = train.get_ann(**{**kwargs, "levels": 3, "epochs": 1})
+    assert other["checkpoint"] != info["checkpoint"] and not other["cached"]
