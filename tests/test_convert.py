@@ -188,10 +188,10 @@ def test_digits_qcfs_converts_almost_exactly_at_t_equal_l(digits):
 @pytest.mark.cifar
 def test_cifar_subset_conversion(tmp_path_factory):
     """The CI-size vgg-mini (also used by the notebooks in CI) converts on the real CIFAR-10 subset."""
-    model, info = get_ann(dataset="cifar10", epochs=4, train_size=4000, progress=False)
-    train, test = get_loaders("cifar10", batch_size=256, train_size=4000, augment=False)
+    model, info = get_ann(dataset="cifar10", epochs=3, train_size=5000, progress=False)  # notebooks' CI knobs
+    train, test = get_loaders("cifar10", batch_size=256, train_size=5000, test_size=1000, augment=False)
     images = next(iter(train))[0]
     snn = convert(model, images, threshold="p99", v_init=0.5)
     accuracy = evaluate_snn(snn, test, timesteps=8, progress=False)
-    assert info["test_accuracy"] >= 50
-    assert accuracy[-1] >= info["test_accuracy"] - 6
+    assert info["test_accuracy"] >= 35  # 3 epochs on 5k images: 38.7 % here
+    assert accuracy[-1] >= info["test_accuracy"] - 5
