@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from snnlab.cli import keep_freed_memory  # noqa: E402
 from snnlab.convert import convert  # noqa: E402
 from snnlab.data import get_loaders  # noqa: E402
 from snnlab.neurons import Neuron, TimeBatched, neurons  # noqa: E402
@@ -49,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--no-spikingjelly", action="store_true", help="time snnlab only")
+    parser.add_argument("--malloc", choices=("default", "keep"), default="default",
+                        help="keep: glibc keeps freed memory (snnlab.cli.keep_freed_memory), no page faults on reuse")
     parser.add_argument("--output", default=str(Path(__file__).parent / "results" / "simulate.json"))
     return parser.parse_args(argv)
 
@@ -122,26 +125,28 @@ def agreement(snn, sj_snn, test_loader, timesteps: list) -> dict:
 
 
 # ---------------------------------------------------------------- timing
-def _seconds(fn) -> float:
-    start = time.perf_counter()
+def _seconds(fn) -> tuple:
+    """(wall, CPU) seconds of one call of `fn`; CPU time is the process's, summed over its threads."""
+    wall, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
 def time_against_ann(ann_fn, cases: dict, warmup: int, repeats: int) -> dict:
     """Seconds of each case, each paired with an ANN pass timed just before it, over `repeats` rounds.
 
     Pairing matters on a shared machine: a change of load during the run then hits both sides of the
-    ratio alike. Returns {case: {"seconds": [...], "ann_seconds": [...]}}.
+    ratio alike. Returns {case: {"wall": [(snn, ann), ...], "cpu": [(snn, ann), ...]}}.
     """
     for fn in [ann_fn, *cases.values()]:
         for _ in range(warmup):
             fn()
-    runs = {name: {"seconds": [], "ann_seconds": []} for name in cases}
+    runs = {name: {"wall": [], "cpu": []} for name in cases}
     for _ in range(repeats):
         for name, fn in cases.items():
-            runs[name]["ann_seconds"].append(_seconds(ann_fn))
-            runs[name]["seconds"].append(_seconds(fn))
+            ann, snn = _seconds(ann_fn), _seconds(fn)
+            runs[name]["wall"].append((snn[0], ann[0]))
+            runs[name]["cpu"].append((snn[1], ann[1]))
     return runs
 
 
@@ -156,16 +161,16 @@ def timing_cases(snn, sj_snn, x, timesteps: list) -> dict:
 
 
 def summarize_runs(runs: dict) -> dict:
-    """Per case: ratio = t_SNN / (T · t_ANN), the median over rounds of each round's pair, and the ratio
-    of the minima (the least disturbed runs); with the median and minimum seconds of both."""
+    """Per case: ratio = t_SNN / (T · t_ANN), the median over rounds of each round's pair, from wall time
+    and from CPU time (less sensitive to other processes), and the median seconds of both."""
     out = {}
     for name, run in runs.items():
         steps = int(name.rsplit("_T", 1)[1])
-        paired = [snn / (steps * ann) for snn, ann in zip(run["seconds"], run["ann_seconds"])]
-        out[name] = {"ratio": statistics.median(paired),
-                     "ratio_of_minima": min(run["seconds"]) / (steps * min(run["ann_seconds"])),
-                     "median_s": statistics.median(run["seconds"]), "min_s": min(run["seconds"]),
-                     "ann_median_s": statistics.median(run["ann_seconds"]), "ann_min_s": min(run["ann_seconds"])}
+        out[name] = {"ratio": statistics.median(snn / (steps * ann) for snn, ann in run["wall"]),
+                     "cpu_ratio": statistics.median(snn / (steps * ann) for snn, ann in run["cpu"]),
+                     "median_s": statistics.median(snn for snn, _ in run["wall"]),
+                     "ann_median_s": statistics.median(ann for _, ann in run["wall"]),
+                     "spread_s": [min(snn for snn, _ in run["wall"]), max(snn for snn, _ in run["wall"])]}
     return out
 
 
@@ -199,8 +204,12 @@ def profile_snn(snn: nn.Module, x: torch.Tensor, timesteps: int, repeats: int = 
 
 def summary(result: dict, timesteps: list) -> dict:
     """The numbers to read first: ratios per format and T, and the accuracy agreement."""
-    out = {f"ratio_{name}": {f"T{t}": {k: result[name]["runs"][f"{k}_T{t}"]["ratio"] for k in ("snnlab", "spikingjelly")
-                                      if f"{k}_T{t}" in result[name]["runs"]} for t in timesteps} for name in FORMATS}
+    out = {}
+    for name in FORMATS:
+        runs = result[name]["runs"]
+        for kind in ("ratio", "cpu_ratio"):
+            out[f"{kind}_{name}"] = {f"T{t}": {lib: runs[f"{lib}_T{t}"][kind] for lib in ("snnlab", "spikingjelly")
+                                               if f"{lib}_T{t}" in runs} for t in timesteps}
     if "agreement" in result:
         agree = result["agreement"]
         out["accuracy_at_T"] = {f"T{t}": {"snnlab": agree["snnlab_accuracy"][t - 1],
@@ -236,6 +245,8 @@ def main(argv=None) -> dict:
     """Run the whole benchmark, write the JSON and return it."""
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.malloc == "keep" and not keep_freed_memory():
+        raise SystemExit("--malloc keep needs glibc (Linux)")
     timesteps = sorted({int(t) for t in args.timesteps.split(",")})
     result = {"machine": machine_info(args.threads), "config": vars(args)}
     ann, info, images, test_loader = load(args)

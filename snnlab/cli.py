@@ -13,6 +13,7 @@ per step). A recipe fitted to T (mse, datta, or V[0] = "optimal") is converted a
 Taught in notebook 02 (accuracy vs T per recipe); the figure is the one notebook 05 draws.
 """
 import argparse
+import ctypes
 import json
 import platform
 import shlex
@@ -38,7 +39,8 @@ T_FREE_RECIPES = ("max", "percentile", "p99", "p99.7", "bound")
 DEFAULT_METHODS = {"relu": "max@0,percentile@0,percentile@0.5,p99@0.5,mse@0.5,datta@0.5",
                    "clip": "bound@0,bound@0.5,max@0,percentile@0.5,mse@0.5",
                    "qcfs": "bound@0,bound@0.5,max@0,percentile@0.5,mse@0.5"}
-DEFAULT_TIMESTEPS = "1,2,4,8,16,32"
+DEFAULT_TIMESTEPS = "1,2,4,8,16"
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt() parameters (malloc.h)
 
 
 # ---------------------------------------------------------------- the run's configuration
@@ -75,7 +77,7 @@ class CompareConfig:
     timesteps: list = field(default_factory=list)  # [int], increasing
     seed: int = 0
     calibration: int = 1000
-    batch_size: int = 256
+    batch_size: int = 128
     output: str = "reports"
     first_layer: str = "once"
 
@@ -164,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timesteps", default=DEFAULT_TIMESTEPS, help=f"comma list of T (default: {DEFAULT_TIMESTEPS})")
     p.add_argument("--seed", type=int, default=0, help="of the ANN, the data subsets and calibration (default: 0)")
     p.add_argument("--calibration", type=int, default=1000, help="training images to calibrate θ (default: 1000)")
-    p.add_argument("--batch-size", type=int, default=256, help="of the SNN evaluation (default: 256)")
+    p.add_argument("--batch-size", type=int, default=128, help="of the SNN evaluation (default: 128)")
     p.add_argument("--output", default="reports", help="folder for compare.json, compare.html (default: reports)")
     p.add_argument("--first-layer", choices=FIRST_LAYER, default="once",
                    help="energy: the first conv computed once (direct encoding) or charged at every step "
@@ -321,6 +323,21 @@ def write_reports(result: dict, folder: Path) -> tuple:
     return json_path, html_path
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of giving it back to the OS; True if done.
+
+    An SNN's time-batched tensors are T times larger than the ANN's. glibc returns every freed block
+    over 32 MB to the OS, so each step's fresh tensor page-faults and is zeroed again by the kernel:
+    on 2 cores that was about 40 % of `simulate`'s wall time (bench/README.md). Process-wide, so
+    only the command line does it; elsewhere set MALLOC_MMAP_MAX_=0 in the environment.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc (macOS, Windows): nothing to tune
+        return False
+    return bool(libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+
 def main(argv: list | None = None) -> int:
     """Entry point of the `snnlab` console script (and `python -m snnlab`); returns the exit code."""
     parser = build_parser()
@@ -329,7 +346,8 @@ def main(argv: list | None = None) -> int:
         config = config_from_args(args)
     except ValueError as err:
         args.command_parser.error(str(err))  # prints usage and the message, exits with code 2
-    result = run_compare(config)
+    tuned = keep_freed_memory()
+    result = {**run_compare(config), "malloc_keeps_freed_memory": tuned}
     json_path, html_path = write_reports(result, Path(config.output))
     print(format_table(result))
     print(f"\nwrote {json_path} and {html_path} in {result['timings']['total_s']:.1f} s")

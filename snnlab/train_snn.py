@@ -202,7 +202,15 @@ def _resume(path, snn, optimizer, scheduler, loader, config: dict) -> dict:
     return meta["history"]
 
 
-def train_snn(snn: nn.Module, train_loader, *, timesteps: int, epochs: int, lr: float = 1e-3,
+def _adam(snn: nn.Module, lr: float, neuron_lr, weight_decay: float) -> torch.optim.Adam:
+    """Adam (amsgrad): the weights at `lr`, each layer's θ and λ at `neuron_lr` (`lr` when None)."""
+    own = [p for m in neurons(snn).values() for p in (m.threshold, m.leak) if isinstance(p, nn.Parameter)]
+    rest = [p for p in snn.parameters() if all(p is not q for q in own)]
+    groups = [{"params": rest}] + ([{"params": own, "lr": neuron_lr or lr}] if own else [])
+    return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, amsgrad=True)
+
+
+def train_snn(snn: nn.Module, train_loader, *, timesteps: int, epochs: int, lr: float = 1e-3, neuron_lr=None,
               weight_decay: float = 0.0, checkpoint=None, test_loader=None, progress: bool = True) -> dict:
     """Train an SNN by backpropagation through time: loss = CE(Σ_t Y_out[t], label).
 
@@ -214,8 +222,11 @@ def train_snn(snn: nn.Module, train_loader, *, timesteps: int, epochs: int, lr: 
         snn: from `diet_init`, or `convert` + `make_trainable`; trained in place, left in eval mode.
         train_loader: yields (images [B, C, H, W], labels [B]); its `generator` (if any) is checkpointed.
         timesteps: T, the steps per image. epochs: passes over `train_loader`.
-        lr: Adam's initial learning rate (the papers: 1e-4 for 200–500 epochs; notebook 04 measures
-            what a few CPU epochs need). weight_decay: of Adam (0 in the papers).
+        lr: Adam's initial learning rate of the weights (the papers: 1e-4 for 200–500 epochs).
+        neuron_lr: that of θ and λ (None: `lr`, as in the papers). Adam moves every parameter by about
+            its lr per step, whatever its size: θ (≈ 1) is ≈ 30× larger than a weight, so in a few epochs
+            it needs a larger lr to move at all (notebook 04 measures it).
+        weight_decay: of Adam (0 in the papers).
         checkpoint: a file path (`snn_checkpoint`), or None for no checkpoint.
         test_loader: if given, the test accuracy at T is measured after every epoch.
         progress: show tqdm bars over epochs and batches.
@@ -227,11 +238,11 @@ def train_snn(snn: nn.Module, train_loader, *, timesteps: int, epochs: int, lr: 
     check_timesteps(timesteps)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an integer ≥ 1, got {epochs!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    config = {"timesteps": timesteps, "epochs": epochs, "lr": lr, "weight_decay": weight_decay,
-              "batches": len(train_loader)}
-    optimizer = torch.optim.Adam(snn.parameters(), lr=lr, weight_decay=weight_decay, amsgrad=True)
+    if not lr > 0 or not (neuron_lr is None or neuron_lr > 0):
+        raise ValueError(f"lr and neuron_lr must be > 0 (neuron_lr may be None), got {lr!r} and {neuron_lr!r}")
+    config = {"timesteps": timesteps, "epochs": epochs, "lr": lr, "neuron_lr": neuron_lr,
+              "weight_decay": weight_decay, "batches": len(train_loader)}
+    optimizer = _adam(snn, lr, neuron_lr, weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(train_loader))
     history = {key: [] for key in ("loss", "train_acc", "test_acc", "seconds", "threshold", "leak")}
     if checkpoint is not None and Path(checkpoint).exists():
@@ -280,7 +291,7 @@ def score_stages(stages: dict, loader, max_batches: int | None = None) -> dict:
 
 # ---------------------------------------------------------------- 3. IIR-SNN: fewer and fewer steps
 def iir_schedule(snn: nn.Module, train_loader, *, timesteps=(4, 3, 2, 1), epochs: int, lr: float = 1e-3,
-                 checkpoint=None, test_loader=None, progress: bool = True) -> dict:
+                 neuron_lr=None, checkpoint=None, test_loader=None, progress: bool = True) -> dict:
     """IIR-SNN: re-train at each T in turn, each stage starting from the previous stage's W, θ and λ.
 
         (W, θ, λ)_k = BPTT at T_k for `epochs`, starting from (W, θ, λ)_{k−1}  (θ is not re-estimated)
@@ -288,9 +299,9 @@ def iir_schedule(snn: nn.Module, train_loader, *, timesteps=(4, 3, 2, 1), epochs
     Args:
         snn: the trained start (DIET-SNN at T = 5); not modified: every stage trains a copy.
         timesteps: the T of each stage, in order (IIR-SNN: 4, 3, 2, 1 after the T = 5 start).
-        epochs, lr, test_loader, progress: of each stage (see `train_snn`).
+        epochs, lr, neuron_lr, test_loader, progress: of each stage (see `train_snn`).
         checkpoint: the start's checkpoint path, or None (no caching); stage k is cached at
-            `snn_checkpoint("iir", <stage k−1's file>, timesteps=T_k, epochs=…, lr=…)`.
+            `snn_checkpoint("iir", <stage k−1's file>, timesteps=T_k, epochs=…, lr=…, neuron_lr=…)`.
 
     Returns: {T: (snn, history)} in stage order.
     Reference: Chowdhury, Rathi & Roy, "One Timestep is All You Need" (methods digest §4); notebook 05.
@@ -300,9 +311,10 @@ def iir_schedule(snn: nn.Module, train_loader, *, timesteps=(4, 3, 2, 1), epochs
     stages, parent = {}, checkpoint
     for t in timesteps:
         snn = copy.deepcopy(snn)
-        path = None if parent is None else snn_checkpoint("iir", parent, timesteps=t, epochs=epochs, lr=lr)
-        history = train_snn(snn, train_loader, timesteps=t, epochs=epochs, lr=lr, checkpoint=path,
-                            test_loader=test_loader, progress=progress)
+        path = None if parent is None else snn_checkpoint("iir", parent, timesteps=t, epochs=epochs, lr=lr,
+                                                          neuron_lr=neuron_lr)
+        history = train_snn(snn, train_loader, timesteps=t, epochs=epochs, lr=lr, neuron_lr=neuron_lr,
+                            checkpoint=path, test_loader=test_loader, progress=progress)
         stages[t], parent = (snn, history), path
     return stages
 

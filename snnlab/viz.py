@@ -32,6 +32,7 @@ TEMPLATE = go.layout.Template(layout=dict(
 RASTER_CURRENTS = torch.linspace(0.0, 1.5, 16)  # inputs X of the neurons in notebook 00's raster (a.u.)
 RATE_CURRENTS = torch.linspace(-0.5, 2.0, 501)  # inputs X over which the rate curve is drawn (a.u.)
 TIME = "time step t (steps)"
+DASHES = ("solid", "dot", "dash", "dashdot")
 LOG = dict(type="log", dtick=1, exponentformat="power")  # a log axis with one labelled tick per decade
 RECIPE_LABELS = {"max": "max", "percentile": "99.9th percentile", "p99": "99th percentile", "p99.7": "99.7th percentile",
                  "mse": "MSE search", "datta": "Datta & Beerel (α, β)", "bound": "learned λ"}  # names of convert.RECIPES
@@ -353,10 +354,10 @@ def layer_error_figure(errors: dict, part: str = "total") -> go.Figure:
     recipes = list(dict.fromkeys(recipe for recipe, _ in errors))
     for col, by_recipe in enumerate(grouped.values(), start=1):
         for recipe, found in by_recipe.items():
-            fig.add_trace(go.Bar(name=RECIPE_LABELS.get(recipe, recipe), x=list(found), y=[e[part]["mse"] for e in found.values()],
+            label = RECIPE_LABELS.get(recipe, recipe)
+            fig.add_trace(go.Bar(name=label, x=list(found), y=[e[part]["mse"] for e in found.values()],
                                  marker_color=PALETTE[recipes.index(recipe)], legendgroup=recipe, showlegend=col == 1,
-                                 hovertemplate="%{x}<br>MSE %{y:.2e}<extra>" + RECIPE_LABELS.get(recipe, recipe) + "</extra>"),
-                          row=1, col=col)
+                                 hovertemplate="%{x}<br>MSE %{y:.2e}<extra>" + label + "</extra>"), row=1, col=col)
     fig.update_layout(barmode="group")
     fig.update_xaxes(title="layer")
     fig.update_yaxes(**LOG)
@@ -386,10 +387,11 @@ def accuracy_figure(curves: dict, ann_accuracy: float = None, title: str = "SNN 
     """Accuracy after t = 1..T steps, one line per SNN ({label: accuracy [T] in %, e.g. `evaluate_snn(...)`})."""
     fig = _figure(title)
     largest = 1
-    for key, curve in curves.items():
+    for i, (key, curve) in enumerate(curves.items()):
         y, label = _np(curve), RECIPE_LABELS.get(key, key)
         largest = max(largest, len(y))
         fig.add_trace(go.Scatter(name=label, x=list(range(1, len(y) + 1)), y=y, mode="lines+markers",
+                                 line=dict(dash=DASHES[i % len(DASHES)]),  # curves that coincide stay visible
                                  hovertemplate="T = %{x}<br>%{y:.1f} %<extra>" + label + "</extra>"))
     _ann_line(fig, ann_accuracy)
     _log2_axis(fig, largest)
@@ -452,7 +454,7 @@ def error_vs_timesteps_figure(errors_by_t: dict) -> go.Figure:
                           row=1, col=col)
     _log2_axis(fig, max(steps))
     fig.update_yaxes(title="ReLU(z̄) − φ (a.u.)", col=1)
-    fig.update_yaxes(title="RMS (a.u.)", col=2, **LOG)
+    fig.update_yaxes(title="RMS (a.u.)", rangemode="tozero", col=2)
     return fig
 
 
@@ -543,7 +545,7 @@ def expected_error_figure(errors: dict, threshold: float = 1.0) -> go.Figure:
         steps = torch.arange(1, len(error) + 1)
         largest = max(largest, len(error))
         mean, mse = expected_error(steps.double(), threshold, v_init)
-        label, color = f"V[0] = {v_init:g}·θ", PALETTE[i % len(PALETTE)]
+        label, color = _v0_label(v_init), PALETTE[i % len(PALETTE)]
         for col, measured, analytic in ((1, error.mean(1), mean), (2, (error**2).mean(1), mse)):
             fig.add_trace(go.Scatter(name=label + " measured", x=_np(steps), y=_np(measured), mode="markers",
                                      marker=dict(color=color, size=9), legendgroup=label, showlegend=col == 1,
@@ -557,6 +559,11 @@ def expected_error_figure(errors: dict, threshold: float = 1.0) -> go.Figure:
     fig.update_yaxes(title="φ − z (a.u.)", col=1)
     fig.update_yaxes(title="(φ − z)² (a.u.²)", col=2, **LOG)
     return fig
+
+
+def _v0_label(v_init: float) -> str:
+    """"V[0] = 0", "V[0] = θ/2" or "V[0] = 0.25·θ"."""
+    return {0.0: "V[0] = 0", 0.5: "V[0] = θ/2"}.get(float(v_init), f"V[0] = {v_init:g}·θ")
 
 
 def first_spike_figure(first: dict) -> go.Figure:

@@ -26,18 +26,17 @@ def bptt_figure(histories: dict, ann_accuracy: float = None, start_accuracy: dic
     """
     fig = _figure("Training the SNN through time", cols=2, subplot_titles=["training loss", "test accuracy at T"])
     for i, (label, history) in enumerate(histories.items()):
-        color, epochs = PALETTE[i % len(PALETTE)], list(range(1, len(history["loss"]) + 1))
+        style = dict(name=label, mode="lines+markers", legendgroup=label, line=dict(color=PALETTE[i % len(PALETTE)]))
+        fig.add_trace(go.Scatter(x=list(range(1, len(history["loss"]) + 1)), y=history["loss"], **style,
+                                 hovertemplate="epoch %{x}<br>loss %{y:.3f}<extra>" + label + "</extra>"), row=1, col=1)
         start = (start_accuracy or {}).get(label)
         accuracy = ([start] if start is not None else []) + list(history["test_acc"])
-        fig.add_trace(go.Scatter(name=label, x=epochs, y=history["loss"], mode="lines+markers", legendgroup=label,
-                                 line=dict(color=color), hovertemplate="epoch %{x}<br>loss %{y:.3f}<extra>" + label + "</extra>"),
-                      row=1, col=1)
-        fig.add_trace(go.Scatter(name=label, x=list(range(1 - (start is not None), len(accuracy) + 1)), y=accuracy,
-                                 mode="lines+markers", legendgroup=label, showlegend=False, line=dict(color=color),
+        first = 0 if start is not None else 1  # epoch 0: before training
+        fig.add_trace(go.Scatter(x=list(range(first, first + len(accuracy))), y=accuracy, showlegend=False, **style,
                                  hovertemplate="epoch %{x}<br>%{y:.1f} %<extra>" + label + "</extra>"), row=1, col=2)
     if ann_accuracy is not None:
-        fig.add_hline(y=ann_accuracy, line=dict(color=ANN_COLOR, dash="dash"), annotation_text=f"ANN {ann_accuracy:.1f} %",
-                      row=1, col=2)
+        fig.add_hline(y=ann_accuracy, line=dict(color=ANN_COLOR, dash="dash"),
+                      annotation_text=f"ANN {ann_accuracy:.1f} %", row=1, col=2)
     fig.update_xaxes(title="epoch", dtick=1)
     fig.update_yaxes(title="cross-entropy (nats)", col=1)
     fig.update_yaxes(title="accuracy (%)", col=2)
@@ -53,18 +52,24 @@ def _grouped_bars(fig: go.Figure, values: dict, unit: str, fmt: str, col: int = 
                       row=1, col=col)
 
 
+def _per_layer(networks: dict, attribute: str) -> dict:
+    """{label: {neuron layer: θ or λ (its mean if per channel)}} of each network."""
+    return {label: {name: getattr(m, attribute).mean().item() for name, m in neurons(snn).items()}
+            for label, snn in networks.items()}
+
+
 def threshold_leak_figure(networks: dict) -> go.Figure:
     """θ and λ of every neuron layer, one bar per network ({label: SNN}, e.g. before and after training)."""
-    thresholds = {label: {name: m.threshold.mean().item() for name, m in neurons(snn).items()}
-                  for label, snn in networks.items()}
-    leaks = {label: {name: m.leak.mean().item() for name, m in neurons(snn).items()} for label, snn in networks.items()}
-    fig = _figure("Threshold θ and leak λ of each layer", cols=2, subplot_titles=["threshold θ", "leak λ (1 = no leak)"])
+    thresholds, leaks = _per_layer(networks, "threshold"), _per_layer(networks, "leak")
+    lowest = min(v for per_layer in leaks.values() for v in per_layer.values())
+    fig = _figure("Threshold θ and leak λ of each layer", cols=2,
+                  subplot_titles=["threshold θ", "leak λ (1 = no leak; axis zoomed)"])
     _grouped_bars(fig, thresholds, "", ".3f", col=1)
-    _grouped_bars(fig, leaks, "", ".3f", col=2, showlegend=False)
+    _grouped_bars(fig, leaks, "", ".4f", col=2, showlegend=False)
     fig.update_layout(barmode="group")
     fig.update_xaxes(title="neuron layer (input → output)")
     fig.update_yaxes(title="θ (a.u. of the layer's input)", col=1)
-    fig.update_yaxes(title="λ (per step)", col=2, range=[min(0.8, *[v for d in leaks.values() for v in d.values()]), 1.02])
+    fig.update_yaxes(title="λ (per step)", range=[min(0.9, lowest - 0.02), 1.005], col=2)
     return fig
 
 
@@ -104,12 +109,13 @@ def stages_figure(series: dict, ann_accuracy: float = None) -> go.Figure:
                      line=dict(color=PALETTE[i % len(PALETTE)]), marker=dict(size=10))
         fig.add_trace(go.Scatter(y=[s["accuracy"] for s in scores.values()], **style,
                                  hovertemplate="T = %{x}<br>%{y:.1f} %<extra>" + label + "</extra>"), row=1, col=1)
-        fig.add_trace(go.Scatter(y=[100 * s["energy"].snn_pj / s["energy"].ann_pj for s in scores.values()], **style,
-                                 showlegend=False, hovertemplate="T = %{x}<br>%{y:.1f} % of the ANN<extra>" + label + "</extra>"),
+        energy = [100 * s["energy"].snn_pj / s["energy"].ann_pj for s in scores.values()]
+        fig.add_trace(go.Scatter(y=energy, **style, showlegend=False,
+                                 hovertemplate="T = %{x}<br>%{y:.1f} % of the ANN<extra>" + label + "</extra>"),
                       row=1, col=2)
     if ann_accuracy is not None:
-        fig.add_hline(y=ann_accuracy, line=dict(color=ANN_COLOR, dash="dash"), annotation_text=f"ANN {ann_accuracy:.1f} %",
-                      row=1, col=1)
+        fig.add_hline(y=ann_accuracy, line=dict(color=ANN_COLOR, dash="dash"),
+                      annotation_text=f"ANN {ann_accuracy:.1f} %", row=1, col=1)
     fig.update_xaxes(title="time steps T", dtick=1, autorange="reversed")
     fig.update_yaxes(title="accuracy (%)", col=1)
     fig.update_yaxes(title="E_SNN / E_ANN (%)", rangemode="tozero", col=2)
@@ -144,7 +150,8 @@ def _shown(spikes: torch.Tensor, rows: int) -> torch.Tensor:
 def spike_trace_figure(recorded: dict, **knobs) -> go.Figure:
     """The widget figure of notebooks 04–05: one layer's spike raster and three membrane traces."""
     fig = _figure("", rows=2, cols=1, height=620, vertical_spacing=0.14,
-                  subplot_titles=["spike raster (neurons that fire, evenly sampled)", "membrane potential H[t] of three of them"])
+                  subplot_titles=["spike raster (neurons that fire, evenly sampled)",
+                                  "membrane potential H[t] of three of them"])
     fig.add_trace(go.Scatter(name="spikes", mode="markers", marker=dict(symbol="line-ns-open", size=10,
                              color=PALETTE[0], line=dict(width=2)),
                              hovertemplate="t = %{x}<br>neuron %{y}<extra>spike</extra>"), row=1, col=1)
@@ -179,5 +186,5 @@ def update_spike_trace(fig: go.Figure, recorded: dict, network: str = None, laye
             _set(fig, f"H[t], neuron {j + 1}", x=t, y=_np(h[:, column]), text=[f"neuron {column}"] * steps)
         _set(fig, "θ", x=[0.5, steps + 0.5], y=[threshold, threshold])
         fig.update_xaxes(range=[0.5, steps + 0.5])
-        fig.update_layout(title=f"{network}, layer {layer}: {firing} of {s.shape[1]} traced neurons fire in "
-                                f"{steps} steps; {s.sum().item() / s.shape[1]:.2f} spikes per neuron (θ = {threshold:.3f})")
+        fig.update_layout(title=f"{network}, layer {layer}: {firing} of {s.shape[1]} traced neurons fire in {steps} "
+                                f"steps; {s.sum().item() / s.shape[1]:.2f} spikes per neuron (θ = {threshold:.3f})")

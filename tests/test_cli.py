@@ -12,7 +12,7 @@ from snnlab.data import get_loaders
 from snnlab.simulate import Probe, evaluate_snn
 from snnlab.train import get_ann
 
-ARGS = ["compare", "--dataset", "digits", "--epochs", "2", "--methods", "max@0,mse@0.5",
+ARGS = ["compare", "--dataset", "digits", "--epochs", "1", "--methods", "max@0,mse@0.5",
         "--timesteps", "1,2,4", "--calibration", "200", "--batch-size", "128"]
 
 
@@ -22,6 +22,7 @@ def compare_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("compare")
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("SNNLAB_CACHE", str(root / "cache"))
+        monkeypatch.setattr(cli, "keep_freed_memory", lambda: False)  # leave pytest's malloc alone
         out = root / "reports"
         code = cli.main(ARGS + ["--output", str(out)])
         yield code, json.loads((out / "compare.json").read_text()), out
@@ -56,7 +57,7 @@ def test_one_pass_rows_equal_a_separate_run_at_each_t(compare_run, tmp_path, mon
     """max@0 is simulated once to T = 4; its T = 2 row must equal a fresh 2-step run and Probe."""
     _, result, out = compare_run
     monkeypatch.setenv("SNNLAB_CACHE", str(out.parent / "cache"))
-    ann, _ = get_ann(dataset="digits", epochs=2, progress=False)
+    ann, _ = get_ann(dataset="digits", epochs=1, progress=False)
     calibration, _ = get_loaders("digits", batch_size=200, train_size=200, augment=False)
     _, test_loader = get_loaders("digits", batch_size=128, augment=False)
     snn = convert(ann, next(iter(calibration))[0], threshold="max", timesteps=2, v_init=0.0)

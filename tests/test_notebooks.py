@@ -12,6 +12,7 @@ from unittest import mock
 import pytest
 import torch
 
+from snnlab import widgets
 from snnlab.analysis import expected_error, first_spike_step, layer_errors
 from snnlab.convert import RECIPES, convert, fold_batchnorm, record_preactivations
 from snnlab.data import get_loaders
@@ -104,8 +105,8 @@ def cifar():
                                   augment=False, seed=k["SEED"])
     calibration, _ = next(iter(train_loader))
     _, test_loader = get_loaders(k["DATASET"], batch_size=100, test_size=k["EVAL_SIZE"], seed=k["SEED"])
-    return dict(knobs=k, model=model, calibration=calibration, test_loader=test_loader, images=test_loader.x[::5],
-                labels=test_loader.y[::5])
+    return dict(knobs=k, model=model, calibration=calibration, test_loader=test_loader, images=test_loader.x[::3],
+                labels=test_loader.y[::3])
 
 
 def convert_like_notebooks(cifar, **kwargs):
@@ -147,6 +148,19 @@ def test_01_datta_spike_value_comes_out_close_to_theta(cifar):
 
 
 @pytest.mark.cifar
+def test_01_a_lower_percentile_lowers_the_error_at_t_2(cifar):
+    k = knobs("01_preactivation_distributions.ipynb")
+    records = record_preactivations(fold_batchnorm(cifar["model"]), cifar["calibration"], max_samples=k["MAX_SAMPLES"])
+    for name, record in records.items():
+        z = record.samples
+        error = {p: torch.mean((torch.relu(z) - clip_floor(z, RECIPES["percentile"](record, 2, 0.5, p=p)["threshold"],
+                                                            2, 0.5)) ** 2).item() for p in (k["PERCENTILE"], 99, 95)}
+        assert error[k["PERCENTILE"]] > error[99], (name, error)
+        if name == next(iter(records)):
+            assert error[99] > error[95], error
+
+
+@pytest.mark.cifar
 def test_02_error_parts_at_t_4(cifar):
     k = knobs("02_conversion_error.ipynb")
     snn = convert_like_notebooks(cifar, threshold="percentile", v_init=k["V_INIT"])
@@ -168,11 +182,12 @@ def test_02_quantization_halves_with_each_doubling_of_t_and_clipping_stays_flat(
     for t in k["TIMESTEPS"]:
         errors = layer_errors(snn, cifar["images"], t)
         for part, values in rms.items():
-            values.append(sum(e[part]["mse"] ** 0.5 for e in errors.values()) / len(errors))
+            values.append((sum(e[part]["mse"] for e in errors.values()) / len(errors)) ** 0.5)
     quantization = rms["quantization"]
     for short, long in zip(quantization, quantization[1:]):  # T doubles from one entry to the next
         assert 0.3 < long / short < 0.85
-    assert max(rms["clipping"]) < 2 * min(rms["clipping"])
+    assert all(c < q for c, q in zip(rms["clipping"], quantization))  # small at every T
+    assert max(rms["clipping"][1:]) < 2 * min(rms["clipping"][1:])  # and nearly flat from T = 2 on
 
 
 @pytest.mark.cifar
@@ -184,6 +199,16 @@ def test_02_maximum_threshold_is_the_worst_recipe(cifar):
     others = torch.stack([c for name, c in curves.items() if name != "max"])
     assert torch.all(curves["max"][1:] < others[:, 1:].min(0).values)  # every t from 2 to T_FIT
 
+
+@pytest.mark.cifar
+def test_02_widget_a_third_of_theta_wins_at_t_1(cifar):
+    k = knobs("02_conversion_error.ipynb")
+    snn = convert_like_notebooks(cifar, threshold="percentile", v_init=k["V_INIT"])
+    row, fig = widgets.conversion_error_app(snn, cifar["images"], cifar["labels"], timesteps=4,
+                                            max_timesteps=k["T_MAX"]).children
+    next(c for c in row.children if c.description == "θ × scale").value = 0.3
+    scaled, unscaled = (next(fig.select_traces(selector=dict(name=n))).y for n in ("θ × scale", "θ × 1"))
+    assert scaled[0] > unscaled[0] + 15  # at t = 1
 
 def test_03_uniform_input_error_matches_the_expected_error():
     k = knobs("03_potential_initialization.ipynb")
@@ -210,9 +235,9 @@ def test_03_half_theta_beats_zero_at_t_check_and_is_the_per_layer_optimum(cifar)
     assert accuracy[0.5] > accuracy[0.0] + 15, accuracy
     assert all(n.v_init.item() == 0.5 for n in neurons(snns["optimal"]).values())
     with Probe(snns[0.0]) as zero:
-        simulate(snns[0.0], cifar["images"][:1], k["T_MAX"])
+        simulate(snns[0.0], cifar["images"], k["T_MAX"])
     with Probe(snns[0.5]) as half:
-        simulate(snns[0.5], cifar["images"][:1], k["T_MAX"])
+        simulate(snns[0.5], cifar["images"], k["T_MAX"])
     late, early = first_spike_step(zero.spikes), first_spike_step(half.spikes)
     assert set(early.values()) == {1} and max(late.values()) > 1
     assert all(early[layer] <= late[layer] for layer in late)
@@ -226,3 +251,16 @@ def test_03_qcfs_network_needs_half_theta(cifar):
     accuracy = {v: evaluate_snn(convert(qcfs, cifar["calibration"], threshold="bound", v_init=v), cifar["test_loader"],
                                 k["LEVELS"], progress=False)[-1].item() for v in (0.0, 0.5)}
     assert accuracy[0.5] > accuracy[0.0] + 15, accuracy
+
+
+
+@pytest.mark.cifar
+def test_03_widget_a_start_above_half_theta_wins_at_t_1_but_not_at_t_check(cifar):
+    k = knobs("03_potential_initialization.ipynb")
+    snn = convert_like_notebooks(cifar, threshold="percentile", timesteps=k["T_CHECK"], v_init=0.5)
+    row, fig = widgets.potential_app(snn, cifar["images"], cifar["labels"], timesteps=k["T_CHECK"],
+                                     max_timesteps=k["T_MAX"]).children
+    next(c for c in row.children if c.description == "V[0] / θ").value = 0.75
+    above, half = (next(fig.select_traces(selector=dict(name=n))).y for n in ("V[0] = v·θ", "V[0] = θ/2"))
+    assert above[0] > half[0] + 10  # at t = 1
+    assert above[k["T_CHECK"] - 1] < half[k["T_CHECK"] - 1]

@@ -90,6 +90,18 @@ def test_leak_is_clamped_to_one_and_threshold_kept_positive(digits):
     assert all(m.threshold.item() >= ts.MIN_THRESHOLD for m in neurons(snn).values())
 
 
+def test_neuron_lr_sets_the_first_step_of_threshold_and_leak(digits):
+    ann, _, _, images = digits
+    snn = ts.diet_init(ann, images, scale=0.5)
+    start = copy.deepcopy(snn)
+    ts.train_snn(snn, _small_loader(64), timesteps=3, epochs=1, lr=1e-5, neuron_lr=0.05, progress=False)
+    # Adam's first step is lr·g/|g| = ±lr for each parameter with a non-zero gradient
+    for a, b in zip(neurons(start).values(), neurons(snn).values()):
+        assert abs(b.threshold.item() - a.threshold.item()) == pytest.approx(0.05, rel=1e-3)
+    weights = [(a - b).abs().max().item() for a, b in zip(start.parameters(), snn.parameters()) if a.dim() > 1]
+    assert max(weights) == pytest.approx(1e-5, rel=1e-2)
+
+
 def test_bptt_improves_a_poorly_scaled_start(digits):
     ann, _, test_loader, images = digits
     seed_everything(0)
@@ -180,6 +192,7 @@ def test_snn_checkpoint_names_follow_the_configuration(tmp_cache):
     (lambda snn, loader: ts.train_snn(snn, loader, timesteps=0, epochs=1), "timesteps"),
     (lambda snn, loader: ts.train_snn(snn, loader, timesteps=2, epochs=0), "epochs"),
     (lambda snn, loader: ts.train_snn(snn, loader, timesteps=2, epochs=1, lr=0), "lr"),
+    (lambda snn, loader: ts.train_snn(snn, loader, timesteps=2, epochs=1, neuron_lr=-1.0), "neuron_lr"),
     (lambda snn, loader: ts.make_trainable(snn, surrogate="sigmoid"), "surrogate.*boxcar"),
     (lambda snn, loader: ts.iir_schedule(snn, loader, timesteps=(2, 0), epochs=1), "timesteps"),
 ])

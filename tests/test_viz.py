@@ -169,11 +169,11 @@ def test_expected_error_figure_agrees_with_theta_squared_over_12_t_squared():
     fig = viz.expected_error_figure(errors)
     check_basics(fig)
     steps = torch.arange(1, 9).double()
-    half_mse = list(fig.select_traces(selector=dict(name="V[0] = 0.5·θ expected"), col=2))[0].y
+    half_mse = list(fig.select_traces(selector=dict(name="V[0] = θ/2 expected"), col=2))[0].y
     assert list(half_mse) == pytest.approx((1 / (12 * steps**2)).tolist())
-    measured = list(fig.select_traces(selector=dict(name="V[0] = 0.5·θ measured"), col=2))[0].y
+    measured = list(fig.select_traces(selector=dict(name="V[0] = θ/2 measured"), col=2))[0].y
     assert list(measured) == pytest.approx((1 / (12 * steps**2)).tolist(), rel=0.05)
-    zero_mean = list(fig.select_traces(selector=dict(name="V[0] = 0·θ measured"), col=1))[0].y
+    zero_mean = list(fig.select_traces(selector=dict(name="V[0] = 0 measured"), col=1))[0].y
     assert list(zero_mean) == pytest.approx((-1 / (2 * steps)).tolist(), rel=0.05)
 
 
