@@ -5,7 +5,8 @@
 
 Steps (every trained network is cached in data/checkpoints under a hash of its configuration, so a
 re-run only measures; the recorded training seconds are those of the run that trained it):
-  0. the ANNs: `get_ann(dataset)` (ReLU) and `get_ann(dataset, activation="clip")`, trained if missing;
+  0. the ANNs: `get_ann(dataset)` (ReLU) and, before step 5, `get_ann(dataset, activation="clip")`, trained
+     if missing (their training time is recorded apart from the SNNs');
   1. the θ scaling factor: the converted SNN's accuracy at T = 5 for each --scales, on training images
      (never the test set); the best one is used below;
   2. DIET-SNN: `diet_init` → `train_snn` at T = 5;
@@ -43,8 +44,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-size", type=int, default=None, help="SNN training images (default: all)")
     parser.add_argument("--diet-epochs", type=int, default=2, help="epochs at T = 5")
     parser.add_argument("--stage-epochs", type=int, default=1, help="epochs of each IIR stage (T = 4, 3, 2, 1)")
-    parser.add_argument("--datta-epochs", type=int, default=2, help="epochs at T = 2")
-    parser.add_argument("--lr", type=float, default=3e-4, help="Adam's learning rate (all runs)")
+    parser.add_argument("--datta-epochs", type=int, default=1, help="epochs at T = 2")
+    parser.add_argument("--lr", type=float, default=1e-4, help="Adam's learning rate of the weights (all runs)")
+    parser.add_argument("--neuron-lr", type=float, default=1e-2, help="Adam's learning rate of θ and λ")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--scales", default="0.4,0.5,0.6,0.7", help="θ scaling factors to choose from")
     parser.add_argument("--calibration", type=int, default=500, help="training images that set θ")
@@ -75,11 +77,12 @@ def row(method: str, result: dict, start: dict, history: dict, ann_accuracy: flo
 def markdown(results: dict) -> str:
     """The README's tables: one line per run, then the energy per layer of the T = 1 networks."""
     c = results["config"]
+    m = results["machine"]
     lines = [f"SNN training on {c['dataset']} ({results['train_images']} training images, "
-             f"{results['test_images']} test images), lr {c['lr']}, batch {c['batch_size']}, θ scale "
-             f"{results['scale']}; {results['machine']['torch_threads']} threads, load average "
-             f"{results['machine']['load_average_before'][0]:.1f} at start; whole script "
-             f"{results['wall_seconds'] / 60:.1f} min.", "",
+             f"{results['test_images']} test images), lr {c['lr']} (θ and λ: {c['neuron_lr']}), batch "
+             f"{c['batch_size']}, θ scale {results['scale']}; {m['torch_threads']} threads, load average "
+             f"{m['load_average_before'][0]:.1f} at start (other jobs shared the cores); whole script "
+             f"{results['wall_seconds'] / 60:.1f} min wall, {results['cpu_seconds'] / 60:.1f} min CPU.", "",
              "| run | T | epochs | ANN % | start % | SNN % | SNN − ANN | E_SNN / E_ANN | training (min) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in results["runs"]:
@@ -96,7 +99,7 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_all(args, ann, info, clip_ann, clip_info) -> dict:
+def run_all(args, ann, info) -> dict:
     """Steps 1–5 of the module docstring; returns the results dict without machine info."""
     seed_everything(args.seed)
     calibration_loader, test_loader = get_loaders(args.dataset, batch_size=args.calibration, augment=False,
@@ -104,22 +107,23 @@ def run_all(args, ann, info, clip_ann, clip_info) -> dict:
     calibration, _ = next(iter(calibration_loader))
     train_loader, _ = get_loaders(args.dataset, batch_size=args.batch_size, train_size=args.train_size,
                                   seed=args.seed)
-    ann_accuracy, clip_accuracy = evaluate(ann, test_loader), evaluate(clip_ann, test_loader)
+    ann_accuracy = evaluate(ann, test_loader)
     held = calibration_loader.x[-1000:], calibration_loader.y[-1000:]
     sweep = pick_scale(ann, calibration, *held, [float(s) for s in args.scales.split(",")])
     scale = max(sweep, key=sweep.get)
-    common = dict(lr=args.lr, train_size=args.train_size, batch_size=args.batch_size,
-                  calibration=args.calibration, seed=args.seed)
+    rates = dict(lr=args.lr, neuron_lr=args.neuron_lr)
+    common = dict(**rates, train_size=args.train_size, batch_size=args.batch_size, calibration=args.calibration,
+                  seed=args.seed)
     runs = []
 
     diet = diet_init(ann, calibration, scale=scale)
     start = score(diet, test_loader, 5)
     path = snn_checkpoint("diet", info["checkpoint"], scale=scale, timesteps=5, epochs=args.diet_epochs, **common)
-    history = train_snn(diet, train_loader, timesteps=5, epochs=args.diet_epochs, lr=args.lr, checkpoint=path)
+    history = train_snn(diet, train_loader, timesteps=5, epochs=args.diet_epochs, checkpoint=path, **rates)
     runs.append(row("DIET-SNN", score(diet, test_loader, 5), start, history, ann_accuracy, args.diet_epochs))
 
-    stages = iir_schedule(diet, train_loader, timesteps=(4, 3, 2, 1), epochs=args.stage_epochs, lr=args.lr,
-                          checkpoint=path)
+    stages = iir_schedule(diet, train_loader, timesteps=(4, 3, 2, 1), epochs=args.stage_epochs, checkpoint=path,
+                          **rates)
     for t, (snn, stage_history) in stages.items():
         runs.append(row(f"IIR-SNN stage T = {t}", score(snn, test_loader, t), None, stage_history, ann_accuracy,
                         args.stage_epochs))
@@ -128,32 +132,33 @@ def run_all(args, ann, info, clip_ann, clip_info) -> dict:
     direct = diet_init(ann, calibration, scale=scale)
     start = score(direct, test_loader, 1)
     path = snn_checkpoint("direct", info["checkpoint"], scale=scale, timesteps=1, epochs=total, **common)
-    history = train_snn(direct, train_loader, timesteps=1, epochs=total, lr=args.lr, checkpoint=path)
+    history = train_snn(direct, train_loader, timesteps=1, epochs=total, checkpoint=path, **rates)
     runs.append(row("direct jump to T = 1", score(direct, test_loader, 1), start, history, ann_accuracy, total))
 
+    clip_ann, clip_info = get_ann(dataset=args.dataset, activation="clip")  # trained here if missing
+    clip_accuracy = evaluate(clip_ann, test_loader)
     datta = make_trainable(convert(clip_ann, calibration, threshold="datta", timesteps=2), surrogate="boxcar",
                            leak=False)
     start = score(datta, test_loader, 2)
     path = snn_checkpoint("datta", clip_info["checkpoint"], timesteps=2, epochs=args.datta_epochs, **common)
-    history = train_snn(datta, train_loader, timesteps=2, epochs=args.datta_epochs, lr=args.lr, checkpoint=path)
+    history = train_snn(datta, train_loader, timesteps=2, epochs=args.datta_epochs, checkpoint=path, **rates)
     runs.append(row("Datta & Beerel (clip ANN)", score(datta, test_loader, 2), start, history, clip_accuracy,
                     args.datta_epochs))
     return {"scale_sweep": sweep, "scale": scale, "train_images": len(train_loader.x),
-            "test_images": len(test_loader.x), "runs": runs}
+            "test_images": len(test_loader.x), "runs": runs,
+            "anns": {"relu": {k: info[k] for k in ("test_accuracy", "train_seconds", "checkpoint")},
+                     "clip": {k: clip_info[k] for k in ("test_accuracy", "train_seconds", "checkpoint")}}}
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    began = time.perf_counter()
+    began, cpu = time.perf_counter(), time.process_time()
     machine = {"cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                "python": platform.python_version(), "load_average_before": os.getloadavg()}
     ann, info = get_ann(dataset=args.dataset)
-    clip_ann, clip_info = get_ann(dataset=args.dataset, activation="clip")
-    results = {"config": vars(args), "machine": machine,
-               "anns": {"relu": {k: info[k] for k in ("test_accuracy", "train_seconds", "checkpoint")},
-                        "clip": {k: clip_info[k] for k in ("test_accuracy", "train_seconds", "checkpoint")}},
-               **run_all(args, ann, info, clip_ann, clip_info)}
-    results["wall_seconds"] = time.perf_counter() - began
+    results = {"config": vars(args), "machine": machine, **run_all(args, ann, info)}
+    results["wall_seconds"], results["cpu_seconds"] = time.perf_counter() - began, time.process_time() - cpu
+    results["machine"]["load_average_after"] = os.getloadavg()
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(results, indent=1))

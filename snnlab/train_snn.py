@@ -210,7 +210,7 @@ def _adam(snn: nn.Module, lr: float, neuron_lr, weight_decay: float) -> torch.op
     return torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, amsgrad=True)
 
 
-def train_snn(snn: nn.Module, train_loader, *, timesteps: int, epochs: int, lr: float = 1e-3, neuron_lr=None,
+def train_snn(snn: nn.Module, train_loader, *, timesteps: int, epochs: int, lr: float = 1e-4, neuron_lr=None,
               weight_decay: float = 0.0, checkpoint=None, test_loader=None, progress: bool = True) -> dict:
     """Train an SNN by backpropagation through time: loss = CE(Σ_t Y_out[t], label).
 
@@ -257,6 +257,7 @@ def train_snn(snn: nn.Module, train_loader, *, timesteps: int, epochs: int, lr: 
         if checkpoint is not None:
             _save(checkpoint, snn, optimizer, scheduler, train_loader, config, history)
         bar.set_postfix(loss=round(loss, 3), test_acc=history["test_acc"][-1] if test_loader is not None else None)
+    snn.eval()
     return history
 
 
@@ -271,26 +272,8 @@ def snn_checkpoint(name: str, parent, **config) -> Path:
     return cache_dir() / "checkpoints" / f"snn-{name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}.pt"
 
 
-def score(snn: nn.Module, loader, timesteps: int, max_batches: int | None = None) -> dict:
-    """Accuracy, spikes per neuron and compute energy of an SNN run for T steps on `loader`.
-
-    Returns: {"timesteps": T, "accuracy": % after T steps, "curve": % after each t ≤ T,
-    "spike_rate": {layer: spikes per neuron over all T}, "energy": `energy.EnergyReport`
-    (per layer and total, beside the ANN of the same architecture)}. Notebooks 04–05.
-    """
-    with Probe(snn) as probe:
-        curve = evaluate_snn(snn, loader, timesteps, max_batches=max_batches, progress=False)  # [T]
-    return {"timesteps": timesteps, "accuracy": curve[-1].item(), "curve": curve.tolist(),
-            "spike_rate": probe.spike_rate(), "energy": energy_report(probe.macs, probe.event_rate(), timesteps)}
-
-
-def score_stages(stages: dict, loader, max_batches: int | None = None) -> dict:
-    """`score` of every stage of `iir_schedule`'s result, each at its own T: {T: score}."""
-    return {t: score(snn, loader, t, max_batches) for t, (snn, _) in stages.items()}
-
-
 # ---------------------------------------------------------------- 3. IIR-SNN: fewer and fewer steps
-def iir_schedule(snn: nn.Module, train_loader, *, timesteps=(4, 3, 2, 1), epochs: int, lr: float = 1e-3,
+def iir_schedule(snn: nn.Module, train_loader, *, timesteps=(4, 3, 2, 1), epochs: int, lr: float = 1e-4,
                  neuron_lr=None, checkpoint=None, test_loader=None, progress: bool = True) -> dict:
     """IIR-SNN: re-train at each T in turn, each stage starting from the previous stage's W, θ and λ.
 
@@ -361,3 +344,22 @@ def _to_binary(module: nn.Module) -> None:
             setattr(module, name, nn.Identity())
         else:
             _to_binary(child)
+
+
+# ---------------------------------------------------------------- 4. scoring
+def score(snn: nn.Module, loader, timesteps: int, max_batches: int | None = None) -> dict:
+    """Accuracy, spikes per neuron and compute energy of an SNN run for T steps on `loader`.
+
+    Returns: {"timesteps": T, "accuracy": % after T steps, "curve": % after each t ≤ T,
+    "spike_rate": {layer: spikes per neuron over all T}, "energy": `energy.EnergyReport`
+    (per layer and total, beside the ANN of the same architecture)}. Notebooks 04–05.
+    """
+    with Probe(snn) as probe:
+        curve = evaluate_snn(snn, loader, timesteps, max_batches=max_batches, progress=False)  # [T]
+    return {"timesteps": timesteps, "accuracy": curve[-1].item(), "curve": curve.tolist(),
+            "spike_rate": probe.spike_rate(), "energy": energy_report(probe.macs, probe.event_rate(), timesteps)}
+
+
+def score_stages(stages: dict, loader, max_batches: int | None = None) -> dict:
+    """`score` of every stage of `iir_schedule`'s result, each at its own T: {T: score}."""
+    return {t: score(snn, loader, t, max_batches) for t, (snn, _) in stages.items()}
