@@ -2,12 +2,12 @@
 
 Read the modules bottom-up, beside the notebooks:
 `data`, `activations`, `neurons` ← `models` ← `convert`, `simulate`, `analysis`, `energy`, `train`
-← `viz` ← `widgets`, `cli`.
+← `train_snn` ← `viz` (one module per notebook) ← `widgets`, `cli`.
 """
-from .convert import RECIPES, convert, fold_batchnorm, record_preactivations
+from .convert import RECIPES, adjusted, convert, fold_batchnorm, record_preactivations
 from .neurons import Neuron, TimeBatched, clip_floor, if_step, reset
 from .simulate import Probe, encode, evaluate_snn, simulate
 
 __version__ = "0.1.0"
-__all__ = ["RECIPES", "convert", "fold_batchnorm", "record_preactivations", "Neuron", "TimeBatched",
+__all__ = ["RECIPES", "adjusted", "convert", "fold_batchnorm", "record_preactivations", "Neuron", "TimeBatched",
            "clip_floor", "if_step", "reset", "Probe", "encode", "evaluate_snn", "simulate"]

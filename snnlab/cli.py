@@ -3,14 +3,15 @@
     snnlab compare --dataset digits --methods max@0,percentile@0.5,mse@0.5 --timesteps 1,2,4,8
 
 For each method (a threshold recipe of `convert.RECIPES` and V[0]/θ) and each T it reports the SNN's
-test accuracy, the spikes per neuron and the compute energy relative to the ANN (energy.py), as one
-table on the terminal, `compare.json` and a self-contained plotly report `compare.html`.
+test accuracy, the spikes per neuron (all spikes over the first T steps ÷ all spiking neurons, per
+image) and the compute energy E_SNN/E_ANN (energy.py), as one table on the terminal, `compare.json`
+and a self-contained plotly report `compare.html`.
 
 Cost: a recipe that ignores T (max, percentile, p99, p99.7, bound) with a fixed V[0] is converted and
 simulated once, to T_max: every t ≤ T_max is read from that run (accuracy, spikes and events are kept
 per step). A recipe fitted to T (mse, datta, or V[0] = "optimal") is converted and simulated once per T.
 
-Taught in notebook 02 (accuracy vs T per recipe); the figure is the one notebook 05 draws.
+Taught in notebook 02 (accuracy vs T per recipe).
 """
 import argparse
 import ctypes
@@ -21,9 +22,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import plotly.graph_objects as go
 import torch
-from plotly.subplots import make_subplots
 from tqdm.auto import tqdm
 
 from .activations import ACTIVATIONS
@@ -33,6 +32,7 @@ from .energy import E_MAC_PJ, FIRST_LAYER, count_macs, energy_report
 from .models import MODELS
 from .simulate import Probe, evaluate_snn
 from .train import evaluate, get_ann, seed_everything
+from .viz import compare_figure
 
 # Recipes whose threshold does not depend on T: one conversion and one simulation serve every T.
 T_FREE_RECIPES = ("max", "percentile", "p99", "p99.7", "bound")
@@ -278,48 +278,12 @@ def format_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def _report_figure(result: dict) -> go.Figure:
-    """Accuracy vs T per method (the ANN as a dashed line) beside accuracy vs energy relative to the ANN."""
-    ann, config = result["ann"], result["config"]
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
-                        subplot_titles=("Accuracy vs time steps", "Accuracy vs energy"))
-    for i, label in enumerate(config["methods"]):
-        rows = [r for r in result["rows"] if r["method"] == label]
-        hover = [f"{label}, T={r['timesteps']}<br>accuracy {r['accuracy']:.2f} %<br>"
-                 f"{r['spikes_per_neuron']:.3f} spikes/neuron<br>E/E_ANN {r['energy_vs_ann']:.3f}" for r in rows]
-        style = dict(name=label, legendgroup=label, mode="lines+markers", hovertext=hover, hoverinfo="text",
-                     line=dict(color=_COLORS[i % len(_COLORS)]))
-        fig.add_trace(go.Scatter(x=[r["timesteps"] for r in rows], y=[r["accuracy"] for r in rows], **style), 1, 1)
-        fig.add_trace(go.Scatter(x=[r["energy_vs_ann"] for r in rows], y=[r["accuracy"] for r in rows],
-                                 showlegend=False, **style), 1, 2)
-    fig.add_hline(y=ann["accuracy"], line_dash="dash", line_color="black", row=1, col=1,
-                  annotation_text=f"ANN {ann['accuracy']:.2f} %", annotation_position="bottom right")
-    fig.add_trace(go.Scatter(x=[1.0], y=[ann["accuracy"]], name="ANN", mode="markers",
-                             marker=dict(symbol="star", size=14, color="black"),
-                             hovertext=[f"ANN: {ann['accuracy']:.2f} %, {ann['energy_uj']:.2f} µJ/image"],
-                             hoverinfo="text"), 1, 2)
-    fig.update_xaxes(title_text="time steps T", type="log", dtick=0.30103, row=1, col=1)
-    fig.update_xaxes(title_text="energy E_SNN / E_ANN (ANN = 1)", type="log", row=1, col=2)
-    fig.update_yaxes(title_text="test accuracy (%)", row=1, col=1)
-    fig.update_yaxes(title_text="test accuracy (%)", row=1, col=2)
-    fig.update_layout(title=f"ANN → SNN conversion: {config['model']} on {config['dataset']} "
-                            f"({config['activation']}), {result['test_images']} test images",
-                      template=_TEMPLATE, height=480, width=1100, hovermode="closest")
-    return fig
-
-
-_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
-_TEMPLATE = go.layout.Template(layout=dict(font=dict(size=13), plot_bgcolor="white", paper_bgcolor="white",
-                                           xaxis=dict(showgrid=True, gridcolor="#e5e5e5", linecolor="black"),
-                                           yaxis=dict(showgrid=True, gridcolor="#e5e5e5", linecolor="black")))
-
-
 def write_reports(result: dict, folder: Path) -> tuple:
     """Write compare.json and a self-contained compare.html (plotly.js inlined) into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     json_path, html_path = folder / "compare.json", folder / "compare.html"
     json_path.write_text(json.dumps(result, indent=2) + "\n")
-    _report_figure(result).write_html(html_path, include_plotlyjs=True, full_html=True)
+    compare_figure(result).write_html(html_path, include_plotlyjs=True, full_html=True)
     return json_path, html_path
 
 

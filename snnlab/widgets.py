@@ -6,7 +6,8 @@ child holds the controls and whose second is the figure, so tests can set `contr
 `fig.data` without a browser (STYLE.md rules 18–19). Sliders that start a simulation update on release
 (`continuous_update=False`); sliders that only pick a step of a finished simulation follow the mouse.
 
-Taught in notebooks 00 (neuron), 01 (distributions), 02 (conversion error) and 03 (V[0]).
+Taught in notebooks 00 (neuron), 01 (distributions), 02 (conversion error), 03 (V[0]) and 04–05
+(spike traces of trained SNNs).
 """
 import ipywidgets as w
 
@@ -115,4 +116,24 @@ def potential_app(snn, images, labels, v_init: float = 0.5, timesteps: int = 4, 
 
     _wire(controls, ["v_init"], reinitialize)
     _wire(controls, ["timesteps"], lambda **knobs: viz.update_potential_error(fig, **knobs))
+    return _app(controls, fig)
+
+
+def spike_trace_app(networks: dict, image, max_timesteps: int = 5, count: int = 1024) -> w.VBox:
+    """One layer's spike raster and membrane potentials for one image, per network, layer and T.
+
+    Args:
+        networks: {label: SNN}, e.g. {"converted": snn, "trained": trained}; they are not modified.
+        image: one image [C, H, W]. max_timesteps: T_max of the one simulation per network.
+        count: neurons traced per layer (the first `count` of sample 0's flattened layer).
+    """
+    recorded = viz.record_traces(networks, image, max_timesteps, count)
+    layers = list(next(iter(recorded.values()))["traces"])
+    controls = {
+        "network": w.Dropdown(options=list(networks), description="network", **_STYLE),
+        "layer": w.Dropdown(options=layers, description="layer", **_STYLE),
+        "timesteps": _slider("time steps T", max_timesteps, 1, max_timesteps, 1, continuous=True),
+    }
+    fig = viz.as_widget(viz.spike_trace_figure(recorded, **{k: c.value for k, c in controls.items()}))
+    _wire(controls, list(controls), lambda **knobs: viz.update_spike_trace(fig, recorded, **knobs))
     return _app(controls, fig)

@@ -1,8 +1,12 @@
-"""Shared fixtures: the CIFAR-10 subset marker and a throw-away cache folder."""
+"""Shared fixtures: the CIFAR-10 subset marker, a throw-away cache folder, a tiny converted network."""
 import os
 from pathlib import Path
 
 import pytest
+import torch
+
+from snnlab.convert import convert
+from snnlab.models import build_model
 
 
 def _cifar_subset_path():
@@ -27,3 +31,12 @@ def tmp_cache(monkeypatch, tmp_path):
     folder = tmp_path / "cache"
     monkeypatch.setenv("SNNLAB_CACHE", str(folder))
     return folder
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A random vgg-mini on 8×8 one-channel images, a batch of 32 with labels, and its converted SNN."""
+    torch.manual_seed(0)
+    model = build_model("vgg-mini", num_classes=10, in_channels=1, image_size=8).eval()
+    images, labels = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
+    return model, images, labels, convert(model, images, threshold="percentile", v_init=0.5)

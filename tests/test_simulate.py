@@ -1,7 +1,6 @@
 """simulate.py: one pass gives every t ≤ T, direct encoding, the probe's counts, bad input."""
 import pytest
 import torch
-from torch import nn
 
 from snnlab.convert import convert
 from snnlab.models import build_model
@@ -74,7 +73,7 @@ def test_probe_counts_spikes_events_and_traces(snn):
 
 
 def test_probe_refuses_mixed_timesteps(snn):
-    with Probe(snn) as probe:
+    with Probe(snn):
         simulate(snn, torch.randn(2, 1, 8, 8), 4)
         with pytest.raises(ValueError, match="open a new Probe"):
             simulate(snn, torch.randn(2, 1, 8, 8), 5)

@@ -7,7 +7,7 @@ import torch
 from snnlab import viz
 from snnlab.activations import activation_factory
 from snnlab.analysis import first_spike_step, layer_errors
-from snnlab.convert import convert, fold_batchnorm, record_preactivations
+from snnlab.convert import adjusted, convert, fold_batchnorm, record_preactivations
 from snnlab.models import build_model
 from snnlab.neurons import Neuron, clip_floor, neurons
 from snnlab.simulate import Probe, encode, simulate
@@ -29,15 +29,6 @@ def trace(fig, name):
     found = list(fig.select_traces(selector=dict(name=name)))
     assert len(found) == 1, f"expected one trace named {name!r}, found {len(found)}"
     return found[0]
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    """A random vgg-mini on 8×8 one-channel images, a batch, and its converted SNN."""
-    torch.manual_seed(0)
-    model = build_model("vgg-mini", num_classes=10, in_channels=1, image_size=8).eval()
-    images, labels = torch.randn(32, 1, 8, 8), torch.randint(0, 10, (32,))
-    return model, images, labels, convert(model, images, threshold="percentile", v_init=0.5)
 
 
 def test_membrane_figure_draws_the_hand_computed_if_trace():
@@ -190,7 +181,7 @@ def test_first_spike_figure_draws_the_first_step_of_each_layer(tiny):
 def test_adjusted_scales_thresholds_of_a_copy_only(tiny):
     _, _, _, snn = tiny
     before = [n.threshold.clone() for n in neurons(snn).values()]
-    scaled = viz._adjusted(snn, threshold_scale=0.5, v_init=0.25)
+    scaled = adjusted(snn, threshold_scale=0.5, v_init=0.25)
     for original, old, new in zip(neurons(snn).values(), before, neurons(scaled).values()):
         assert torch.equal(original.threshold, old)
         assert torch.allclose(new.threshold, 0.5 * old) and new.v_init.item() == 0.25
@@ -200,7 +191,7 @@ def test_conversion_error_figure_accuracy_is_that_of_the_scaled_snn(tiny):
     _, images, labels, snn = tiny
     fig = viz.conversion_error_figure(snn, images, labels, timesteps=2, threshold_scale=0.5, max_timesteps=4)
     check_basics(fig)
-    scaled = viz._adjusted(snn, threshold_scale=0.5)
+    scaled = adjusted(snn, threshold_scale=0.5)
     expected = 100 * (simulate(scaled, images, 4).argmax(-1) == labels).float().mean(1)
     assert list(trace(fig, "θ × scale").y) == pytest.approx(expected.tolist())
     assert list(trace(fig, "at T").x) == [2]

@@ -1,8 +1,8 @@
-"""Tests of the figures and the app of notebooks 04–05 (viz_training.py, widgets_training.py), without a browser."""
+"""Tests of the figures and the app of notebooks 04–05 (viz/training.py, widgets.py), without a browser."""
 import pytest
 import torch
 
-from snnlab import viz_training, widgets_training
+from snnlab import viz, widgets
 from snnlab.models import build_model
 from snnlab.neurons import neurons
 from snnlab.data import get_loaders
@@ -22,7 +22,7 @@ def nets():
 
 def test_spike_trace_app_follows_its_controls(nets):
     start, trained, _, test_loader = nets
-    app = widgets_training.spike_trace_app({"converted": start, "trained": trained}, test_loader.x[0],
+    app = widgets.spike_trace_app({"converted": start, "trained": trained}, test_loader.x[0],
                                            max_timesteps=4, count=64)
     controls, fig = app.children[0].children, app.children[1]
     network, layer, timesteps = controls
@@ -30,7 +30,7 @@ def test_spike_trace_app_follows_its_controls(nets):
     assert layer.options == tuple(neurons(start))
     layer.value = layer.options[-1]
     timesteps.value = 2
-    recorded = viz_training.record_traces({"trained": trained}, test_loader.x[0], 4, 64)
+    recorded = viz.record_traces({"trained": trained}, test_loader.x[0], 4, 64)
     s = recorded["trained"]["traces"][layer.value]["s"][:2]  # [2, 64]
     network.value = "trained"
     assert len(raster.x) > 0 and all(s[int(t) - 1, int(i)] == 1 for t, i in zip(raster.x, raster.y))
@@ -41,11 +41,11 @@ def test_spike_trace_app_follows_its_controls(nets):
 def test_training_figures_show_every_network_and_layer(nets):
     start, trained, history, test_loader = nets
     scores = {t: score(trained, test_loader, t) for t in (3, 1)}
-    figures = [viz_training.bptt_figure({"DIET": history}, ann_accuracy=90.0, start_accuracy={"DIET": 10.0}),
-               viz_training.threshold_leak_figure({"converted": start, "trained": trained}),
-               viz_training.spike_rate_figure({"trained": scores[3]["spike_rate"]}),
-               viz_training.energy_figure({"T = 3": scores[3]["energy"], "T = 1": scores[1]["energy"]}),
-               viz_training.stages_figure({"IIR": scores}, ann_accuracy=90.0)]
+    figures = [viz.bptt_figure({"DIET": history}, ann_accuracy=90.0, start_accuracy={"DIET": 10.0}),
+               viz.threshold_leak_figure({"converted": start, "trained": trained}),
+               viz.spike_rate_figure({"trained": scores[3]["spike_rate"]}),
+               viz.energy_figure({"T = 3": scores[3]["energy"], "T = 1": scores[1]["energy"]}),
+               viz.stages_figure({"IIR": scores}, ann_accuracy=90.0)]
     for fig in figures:
         assert fig.layout.title.text and fig.layout.template.layout.font.family
         assert all(trace.hovertemplate for trace in fig.data)

@@ -5,7 +5,7 @@ import torch
 from snnlab import viz, widgets
 from snnlab.activations import activation_factory
 from snnlab.analysis import expected_error, layer_errors
-from snnlab.convert import convert, fold_batchnorm, record_preactivations
+from snnlab.convert import adjusted, fold_batchnorm, record_preactivations
 from snnlab.models import build_model
 from snnlab.neurons import neurons
 from snnlab.simulate import simulate
@@ -25,14 +25,6 @@ def trace(fig, name, **where):
 def accuracy_of(snn, images, labels, timesteps):
     """Accuracy (%) after each step, computed here from `simulate` directly."""
     return (100 * (simulate(snn, images, timesteps).argmax(-1) == labels).float().mean(1)).tolist()
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    model = build_model("vgg-mini", num_classes=10, in_channels=1, image_size=8).eval()
-    images, labels = torch.randn(24, 1, 8, 8), torch.randint(0, 10, (24,))
-    return model, images, labels, convert(model, images, threshold="percentile", v_init=0.5)
 
 
 def test_neuron_app_follows_t_threshold_and_v_init():
@@ -85,7 +77,7 @@ def test_conversion_error_app_rescales_thresholds_and_redraws_parts(tiny):
     _, images, labels, snn = tiny
     knobs, fig = controls(widgets.conversion_error_app(snn, images, labels, timesteps=2, max_timesteps=4))
     knobs["θ × scale"].value = 0.5
-    scaled = viz._adjusted(snn, threshold_scale=0.5)
+    scaled = adjusted(snn, threshold_scale=0.5)
     assert list(trace(fig, "θ × scale").y) == pytest.approx(accuracy_of(scaled, images, labels, 4))
     assert list(trace(fig, "θ × 1").y) == pytest.approx(accuracy_of(snn, images, labels, 4))
     knobs["time steps T"].value = 3
@@ -99,7 +91,7 @@ def test_potential_app_follows_v_init_and_t(tiny):
     _, images, labels, snn = tiny
     knobs, fig = controls(widgets.potential_app(snn, images, labels, v_init=0.5, timesteps=2, max_timesteps=4))
     knobs["V[0] / θ"].value = 0.0
-    zero = viz._adjusted(snn, v_init=0.0)
+    zero = adjusted(snn, v_init=0.0)
     assert list(trace(fig, "V[0] = v·θ").y) == pytest.approx(accuracy_of(zero, images, labels, 4))
     assert trace(fig, "this V[0]").y[0] == pytest.approx(expected_error(2, 1.0, 0.0)[0])  # −θ/(2T)
     knobs["time steps T"].value = 4

@@ -1,17 +1,10 @@
-"""Plotly figures of notebooks 04–05 (training SNNs): one function per kind, `update_<kind>` per widget.
-
-Same conventions as `viz.py` (whose template and helpers it uses, and into which it is meant to be
-merged): titles, axis titles with units, hover text, `viz.TEMPLATE`; a widget's figure is built by
-`<kind>_figure(...)` and changed in place by `update_<kind>(fig, ...)`.
-
-Taught in notebooks 04 (DIET-SNN) and 05 (IIR-SNN, Datta & Beerel).
-"""
+"""Notebooks 04–05: BPTT training curves, learned θ and λ, spikes and energy per layer, IIR stages, traces."""
 import plotly.graph_objects as go
 import torch
 
-from .neurons import neurons
-from .simulate import Probe, simulate
-from .viz import PALETTE, TIME, _figure, _np, _set
+from ..neurons import neurons
+from ..simulate import Probe, simulate
+from .common import PALETTE, TIME, _figure, _np, _set
 
 ANN_COLOR = "#888888"
 
