@@ -13,6 +13,10 @@ Also the analytic quantization error for inputs spread evenly over the staircase
 E[e] = (θ/T)·(v_init − ½), E[e²] = (θ/T)²·((1 − v_init)³ + v_init³)/3 (v_init as a fraction of θ):
 zero mean and θ²/(12T²) at v_init = ½, −θ/(2T) and θ²/(3T²) at 0.
 
+Signs: the decomposition counts what the SNN loses, ANN − SNN (positive: the SNN sends too little);
+`expected_error` is SNN − ANN, φ_T − z, as in Bu et al.'s OPI paper. At v_init = 0 the first is
++θ/(2T) on average and the second −θ/(2T): the same floor bias seen from the two sides.
+
 Reference: methods digest §8.2–8.3. Notebooks 02 (decomposition) and 03 (V[0]).
 """
 from functools import partial

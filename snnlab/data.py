@@ -223,6 +223,20 @@ def stratified_subset(labels: np.ndarray, size, seed: int, *, argument: str = "s
     return np.sort(order[np.argsort(rank[order], kind="stable")[:size]])
 
 
+def class_interleaved(labels) -> np.ndarray:
+    """An order of `labels` that takes the first item of each class, then the second of each, ...
+
+    The CIFAR-10 subset is stored sorted by class, so without it the first test batches would hold
+    only airplanes: `evaluate_snn(..., max_batches=k)` reads a class-balanced prefix instead.
+    """
+    labels = np.asarray(labels)
+    rank = np.empty(len(labels), dtype=np.int64)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        rank[members] = np.arange(len(members))
+    return np.lexsort((labels, rank))
+
+
 def random_crop_flip(x: torch.Tensor, padding: int, flip: bool,
                      generator: torch.Generator) -> torch.Tensor:
     """Crop each image at a random offset from a reflect-padded copy, then flip half of them.
@@ -299,7 +313,8 @@ def get_loaders(dataset: str, *, batch_size: int = 128, train_size=None, test_si
 
     Augmentation (train only): CIFAR, a random crop from a 4-pixel reflect padding and a random
     horizontal flip; digits, a random crop from a 1-pixel padding (no flip: digits are not
-    mirror-symmetric). The test loader is neither shuffled nor augmented.
+    mirror-symmetric). The test loader is neither shuffled nor augmented; its images come class by class in turn
+    (`class_interleaved`), so that its first batches hold every class.
 
     Args:
         dataset: "digits", "cifar10" or "cifar100".
@@ -321,6 +336,7 @@ def get_loaders(dataset: str, *, batch_size: int = 128, train_size=None, test_si
     keep_test = stratified_subset(arrays["y_test"], test_size, seed, argument="test_size")
     x_train, y_train = _to_tensors(arrays["x_train"][keep_train], arrays["y_train"][keep_train],
                                    info)
+    keep_test = keep_test[class_interleaved(arrays["y_test"][keep_test])]  # any prefix is balanced
     x_test, y_test = _to_tensors(arrays["x_test"][keep_test], arrays["y_test"][keep_test], info)
     padding, flip = ((1, False) if dataset == "digits" else (4, True)) if augment else (0, False)
     train = TensorLoader(x_train, y_train, batch_size=batch_size, shuffle=True,

@@ -66,6 +66,13 @@ def test_test_loader_is_ordered_and_complete():
     _, test = data.get_loaders("digits", batch_size=100)
     xs = torch.cat([x for x, _ in test])
     assert torch.equal(xs, test.x)
+    assert torch.equal(test.y[:10], torch.arange(10))  # one image of each class, then the next of each
+
+
+def test_class_interleaved_takes_each_class_in_turn():
+    labels = [2, 0, 0, 1, 2, 0]
+    order = data.class_interleaved(labels)
+    assert order.tolist() == [1, 3, 0, 2, 4, 5]  # first 0, first 1, first 2, second 0, second 2, third 0
 
 
 def test_cache_dir_follows_env(tmp_cache):
@@ -119,6 +126,7 @@ def test_cifar10_subset_loads():
     x, y = next(iter(train))
     assert x.shape == (256, 3, 32, 32) and len(train.x) == 10_000 and len(test.x) == 2_000
     assert torch.bincount(test.y).tolist() == [200] * 10
+    assert torch.bincount(test.y[:100]).tolist() == [10] * 10  # stored by class; the loader interleaves them
     assert train.x.mean(dim=(0, 2, 3)).abs().max() < 0.05  # the standard CIFAR-10 statistics fit
 
 
