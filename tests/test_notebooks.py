@@ -258,9 +258,10 @@ def test_03_qcfs_network_needs_half_theta(cifar):
 def test_03_widget_a_start_above_half_theta_wins_at_t_1_but_not_at_t_check(cifar):
     k = knobs("03_potential_initialization.ipynb")
     snn = convert_like_notebooks(cifar, threshold="percentile", timesteps=k["T_CHECK"], v_init=0.5)
-    row, fig = widgets.potential_app(snn, cifar["images"], cifar["labels"], timesteps=k["T_CHECK"],
-                                     max_timesteps=k["T_MAX"]).children
+    # all EVAL_SIZE test images, not the notebook's 100 for figures: on 100 the T = 4 order is noise
+    scored = cifar["test_loader"]
+    row, fig = widgets.potential_app(snn, scored.x, scored.y, timesteps=k["T_CHECK"], max_timesteps=k["T_MAX"]).children
     next(c for c in row.children if c.description == "V[0] / θ").value = 0.75
     above, half = (next(fig.select_traces(selector=dict(name=n))).y for n in ("V[0] = v·θ", "V[0] = θ/2"))
-    assert above[0] > half[0] + 10  # at t = 1
+    assert above[0] > half[0] + 5  # at t = 1 (CI net, 300 images: 26.0 vs 12.3 %)
     assert above[k["T_CHECK"] - 1] < half[k["T_CHECK"] - 1]
