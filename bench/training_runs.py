@@ -44,7 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--train-size", type=int, default=None, help="SNN training images (default: all)")
     parser.add_argument("--diet-epochs", type=int, default=6, help="epochs at T = 5")
     parser.add_argument("--stage-epochs", type=int, default=2, help="epochs of each IIR stage (T = 4, 3, 2, 1)")
-    parser.add_argument("--datta-epochs", type=int, default=3, help="epochs at T = 2")
+    parser.add_argument("--datta-epochs", type=int, default=6, help="epochs at T = 2")
     parser.add_argument("--lr", type=float, default=1e-4, help="Adam's learning rate of the weights (all runs)")
     parser.add_argument("--neuron-lr", type=float, default=1e-2, help="Adam's learning rate of θ and λ")
     parser.add_argument("--batch-size", type=int, default=64)
