@@ -216,11 +216,17 @@ def stratified_subset(labels: np.ndarray, size, seed: int, *, argument: str = "s
         raise ValueError(f"{argument} must be between 1 and {len(labels)} (the images available), "
                          f"got {size}; pass None to use all of them")
     order = np.random.default_rng(seed).permutation(len(labels))
-    rank = np.empty(len(labels), dtype=np.int64)  # position of each item within its class
+    rank = _rank_within_class(labels, order)
+    return np.sort(order[np.argsort(rank[order], kind="stable")[:size]])
+
+
+def _rank_within_class(labels: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Each item's position within its class when the items are read in `order`: `[N]` ints."""
+    rank = np.empty(len(labels), dtype=np.int64)
     for c in np.unique(labels):
         members = order[labels[order] == c]
         rank[members] = np.arange(len(members))
-    return np.sort(order[np.argsort(rank[order], kind="stable")[:size]])
+    return rank
 
 
 def class_interleaved(labels) -> np.ndarray:
@@ -230,11 +236,7 @@ def class_interleaved(labels) -> np.ndarray:
     only airplanes: `evaluate_snn(..., max_batches=k)` reads a class-balanced prefix instead.
     """
     labels = np.asarray(labels)
-    rank = np.empty(len(labels), dtype=np.int64)
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        rank[members] = np.arange(len(members))
-    return np.lexsort((labels, rank))
+    return np.lexsort((labels, _rank_within_class(labels, np.arange(len(labels)))))
 
 
 def random_crop_flip(x: torch.Tensor, padding: int, flip: bool,
