@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from snnlab.cli import keep_freed_memory  # noqa: E402
 from snnlab.convert import convert  # noqa: E402
 from snnlab.data import class_interleaved, get_loaders  # noqa: E402
 from snnlab.simulate import evaluate_snn  # noqa: E402
@@ -45,7 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--diet-epochs", type=int, default=6, help="epochs at T = 5")
     parser.add_argument("--stage-epochs", type=int, default=2, help="epochs of each IIR stage (T = 4, 3, 2, 1)")
     parser.add_argument("--datta-epochs", type=int, default=6, help="epochs at T = 2")
-    parser.add_argument("--lr", type=float, default=1e-4, help="Adam's learning rate of the weights (all runs)")
+    parser.add_argument("--lr", type=float, default=1e-3,
+                        help="Adam's learning rate of the weights, all runs (the papers: 1e-4 for 200–500 epochs)")
     parser.add_argument("--neuron-lr", type=float, default=1e-2, help="Adam's learning rate of θ and λ")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--scales", default="0.4,0.5,0.6,0.7", help="θ scaling factors to choose from")
@@ -156,7 +158,8 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     began, cpu = time.perf_counter(), time.process_time()
     machine = {"cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-               "python": platform.python_version(), "load_average_before": os.getloadavg()}
+               "python": platform.python_version(), "load_average_before": os.getloadavg(),
+               "malloc_keeps_freed_memory": keep_freed_memory()}  # as `snnlab compare`: bench/README.md
     ann, info = get_ann(dataset=args.dataset)
     results = {"config": vars(args), "machine": machine, **run_all(args, ann, info)}
     results["wall_seconds"], results["cpu_seconds"] = time.perf_counter() - began, time.process_time() - cpu

@@ -222,7 +222,8 @@ def train_snn(snn: nn.Module, train_loader, *, timesteps: int, epochs: int, lr: 
         snn: from `diet_init`, or `convert` + `make_trainable`; trained in place, left in eval mode.
         train_loader: yields (images [B, C, H, W], labels [B]); its `generator` (if any) is checkpointed.
         timesteps: T, the steps per image. epochs: passes over `train_loader`.
-        lr: Adam's initial learning rate of the weights (the papers: 1e-4 for 200–500 epochs).
+        lr: Adam's initial learning rate of the weights (the papers: 1e-4 for 200–500 epochs;
+            bench/training_runs.py trains 2–14 epochs at 1e-3, which ended 3–5 pt higher at T = 1).
         neuron_lr: that of θ and λ (None: `lr`, as in the papers). Adam moves every parameter by about
             its lr per step, whatever its size: θ (≈ 1) is ≈ 30× larger than a weight, so in a few epochs
             it needs a larger lr to move at all (notebook 04 measures it).
