@@ -13,7 +13,8 @@ re-run only measures; the recorded training seconds are those of the run that tr
   3. IIR-SNN: `iir_schedule` at T = 4, 3, 2, 1 from the DIET-SNN;
   4. the direct jump: `diet_init` → `train_snn` at T = 1 for as many epochs as steps 2–3 together;
   5. Datta & Beerel: `convert(clip_ann, threshold="datta", timesteps=2)` → boxcar surrogate → `train_snn` at T = 2.
-Every network is scored on the whole test set (`train_snn.score`: accuracy, spikes, energy per layer).
+Every network is scored on the whole test set (`train_snn.score`: accuracy, spikes, energy per layer), and
+IIR-SNN's T = 1 network is compared with the direct jump image by image (`paired_test`: exact McNemar test).
 Results: bench/results/training_runs.json and .md (the README's table). See bench/README.md.
 """
 import argparse
@@ -32,8 +33,8 @@ from snnlab.convert import convert  # noqa: E402
 from snnlab.data import class_interleaved, get_loaders  # noqa: E402
 from snnlab.simulate import evaluate_snn  # noqa: E402
 from snnlab.train import evaluate, get_ann, seed_everything  # noqa: E402
-from snnlab.train_snn import (diet_init, iir_schedule, make_trainable, score, snn_checkpoint,  # noqa: E402
-                              train_snn)
+from snnlab.train_snn import (diet_init, iir_schedule, make_trainable, paired_test, per_image_correct,  # noqa: E402
+                              score, snn_checkpoint, train_snn)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -52,7 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--scales", default="0.4,0.5,0.6,0.7", help="θ scaling factors to choose from")
     parser.add_argument("--calibration", type=int, default=500, help="training images that set θ")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the loaders, calibration images and training")
+    parser.add_argument("--skip-datta", action="store_true", help="leave out step 5 (e.g. for a run with another seed)")
     parser.add_argument("--output", default=str(RESULTS / "training_runs.json"))
     return parser.parse_args(argv)
 
@@ -82,7 +84,7 @@ def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [f"SNN training on {c['dataset']} ({results['train_images']} training images, "
              f"{results['test_images']} test images), lr {c['lr']} (θ and λ: {c['neuron_lr']}), batch "
-             f"{c['batch_size']}, θ scale {results['scale']}; {m['torch_threads']} threads, load average "
+             f"{c['batch_size']}, θ scale {results['scale']}, seed {c['seed']}; {m['torch_threads']} threads, load average "
              f"{m['load_average_before'][0]:.1f} at start; this invocation "
              f"{results['wall_seconds'] / 60:.1f} min wall, {results['cpu_seconds'] / 60:.1f} min CPU (cached "
              f"networks are only scored; 'training' is each network's own time).", "",
@@ -92,6 +94,13 @@ def markdown(results: dict) -> str:
         start = "–" if r["start_accuracy"] is None else f"{r['start_accuracy']:.2f}"
         lines.append(f"| {r['method']} | {r['timesteps']} | {r['epochs']} | {r['ann_accuracy']:.2f} | {start} | "
                      f"{r['accuracy']:.2f} | {r['gap']:+.2f} | {r['energy_ratio']:.3f} | {r['train_seconds'] / 60:.1f} |")
+    if "iir_vs_direct" in results:
+        d = results["iir_vs_direct"]
+        lines += ["", f"IIR-SNN T = 1 vs the direct jump on the same {d['images']} test images: only IIR-SNN right on "
+                      f"{d['a_only']}, only the direct jump on {d['b_only']} ({d['difference']:+.2f} pt); exact McNemar "
+                      f"test p = {d['p_value']:.2g} ("
+                      + ("< 0.05: a real difference)." if d["p_value"] < 0.05 else "≥ 0.05: the test set cannot tell them "
+                         "apart).")]
     for r in results["runs"]:
         if r["timesteps"] == 1:
             lines += ["", f"Energy per layer, {r['method']} at T = 1 (µJ per image):", "",
@@ -138,6 +147,12 @@ def run_all(args, ann, info) -> dict:
     path = snn_checkpoint("direct", info["checkpoint"], scale=scale, timesteps=1, epochs=total, **common)
     history = train_snn(direct, train_loader, timesteps=1, epochs=total, checkpoint=path, **rates)
     runs.append(row("direct jump to T = 1", score(direct, test_loader, 1), start, history, ann_accuracy, total))
+    paired = paired_test(per_image_correct(stages[1][0], test_loader, 1), per_image_correct(direct, test_loader, 1))
+    results = {"scale_sweep": sweep, "scale": scale, "train_images": len(train_loader.x),
+               "test_images": len(test_loader.x), "runs": runs, "iir_vs_direct": paired,
+               "anns": {"relu": {k: info[k] for k in ("test_accuracy", "train_seconds", "checkpoint")}}}
+    if args.skip_datta:
+        return results
 
     clip_ann, clip_info = get_ann(dataset=args.dataset, activation="clip")  # trained here if missing
     clip_accuracy = evaluate(clip_ann, test_loader)
@@ -148,10 +163,8 @@ def run_all(args, ann, info) -> dict:
     history = train_snn(datta, train_loader, timesteps=2, epochs=args.datta_epochs, checkpoint=path, **rates)
     runs.append(row("Datta & Beerel (clip ANN)", score(datta, test_loader, 2), start, history, clip_accuracy,
                     args.datta_epochs))
-    return {"scale_sweep": sweep, "scale": scale, "train_images": len(train_loader.x),
-            "test_images": len(test_loader.x), "runs": runs,
-            "anns": {"relu": {k: info[k] for k in ("test_accuracy", "train_seconds", "checkpoint")},
-                     "clip": {k: clip_info[k] for k in ("test_accuracy", "train_seconds", "checkpoint")}}}
+    results["anns"]["clip"] = {k: clip_info[k] for k in ("test_accuracy", "train_seconds", "checkpoint")}
+    return results
 
 
 def main(argv=None) -> None:

@@ -181,6 +181,29 @@ def test_binary_network_is_the_snn_at_one_step(digits):
     assert not any(isinstance(m, Neuron) for m in binary.modules())
 
 
+def test_per_image_correctness_agrees_with_the_accuracy(digits):
+    ann, _, test_loader, images = digits
+    snn = ts.diet_init(ann, images, scale=0.7)
+    right = ts.per_image_correct(snn, test_loader, 3)
+    assert right.shape == (len(test_loader.x),) and right.dtype == torch.bool
+    assert right.float().mean().item() * 100 == pytest.approx(evaluate_snn(snn, test_loader, 3, progress=False)[-1].item())
+
+
+def test_paired_test_is_the_exact_mcnemar_test():
+    a = torch.tensor([True] * 19 + [False] * 2 + [True] * 50)  # 19 images only a gets right, 2 only b
+    b = torch.tensor([False] * 19 + [True] * 2 + [True] * 50)
+    result = ts.paired_test(a, b)
+    assert (result["a_only"], result["b_only"], result["images"]) == (19, 2, 71)
+    assert result["p_value"] == pytest.approx(2 * (1 + 21 + 210) / 2 ** 21)  # 2·P(Binomial(21, ½) ≤ 2)
+    assert result["difference"] == pytest.approx(100 * 17 / 71)
+    swapped = ts.paired_test(b, a)
+    assert swapped["p_value"] == result["p_value"] and swapped["difference"] == -result["difference"]
+    assert ts.paired_test(a, a)["p_value"] == 1.0  # no disagreement: no evidence
+    assert ts.paired_test(a[:20], b[:20])["p_value"] < 0.05 < ts.paired_test(a[15:25], b[15:25])["p_value"]
+    with pytest.raises(ValueError, match="same images"):
+        ts.paired_test(a, b[:-1])
+
+
 def test_snn_checkpoint_names_follow_the_configuration(tmp_cache):
     a = ts.snn_checkpoint("diet", "/x/ann-abc.pt", timesteps=5, lr=1e-3)
     assert a == ts.snn_checkpoint("diet", "/elsewhere/ann-abc.pt", lr=1e-3, timesteps=5)
