@@ -141,6 +141,27 @@ def test_triangle_surrogate_gradients_by_hand():
     assert triangle(torch.tensor(0.0)).item() == pytest.approx(0.3)
 
 
+def smooth_spike(h, threshold, gamma=0.3):
+    """Φ(H/θ − 1), Φ' = the triangle surrogate: autograd of Φ is an independent check of _Spike's backward."""
+    u = torch.clamp(h / threshold - 1, -1, 1)
+    return gamma * torch.where(u < 0, (u + 1) ** 2 / 2, 1 - (1 - u) ** 2 / 2)
+
+
+@pytest.mark.parametrize("threshold", [torch.tensor(0.5), torch.tensor(2.5), torch.tensor([[0.4], [1.7], [3.0]])])
+def test_spike_gradients_match_autograd_of_the_surrogates_antiderivative(threshold):
+    """∂S/∂H = s(z)/θ and ∂S/∂θ = −s(z)·H/θ² (z = H/θ − 1), where 1/θ and 1/θ² do not vanish (θ ≠ 1)."""
+    h = (torch.rand(3, 40, generator=torch.Generator().manual_seed(1)) * 7).requires_grad_()  # [C, N]
+    weights = torch.rand(3, 40, generator=torch.Generator().manual_seed(2))  # a non-uniform upstream gradient
+    ours = threshold.clone().requires_grad_()
+    spike, _ = if_step(h, torch.zeros_like(h), ours)
+    (spike * weights).sum().backward()
+    h_ref, theirs = h.detach().clone().requires_grad_(), threshold.clone().requires_grad_()
+    (smooth_spike(h_ref, theirs) * weights).sum().backward()
+    assert torch.allclose(h.grad, h_ref.grad, atol=1e-6)
+    assert ours.grad.shape == threshold.shape
+    assert torch.allclose(ours.grad, theirs.grad, atol=1e-5)
+
+
 def test_boxcar_surrogate():
     z = torch.tensor([-1.5, -0.5, 0.0, 0.99, 1.0])
     assert boxcar(z).tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
