@@ -10,6 +10,11 @@ and a self-contained plotly report `compare.html`.
 Cost: a recipe that ignores T (max, percentile, p99, p99.7, bound) with a fixed V[0] is converted and
 simulated once, to T_max: every t ≤ T_max is read from that run (accuracy, spikes and events are kept
 per step). A recipe fitted to T (mse, datta, or V[0] = "optimal") is converted and simulated once per T.
+T is at most `MAX_TIMESTEPS` = 1024: all T steps of a batch are simulated at once, so memory grows with
+T × --batch-size (vgg-mini on CIFAR-10 at --batch-size 128: about 47 MB per step).
+
+Bad options stop the command with `snnlab compare: error: ...` and exit code 2, and so do missing or
+unreadable data and checkpoints (`snnlab: error: ...`).
 
 Taught in notebook 02 (accuracy vs T per recipe).
 """
@@ -18,6 +23,7 @@ import ctypes
 import json
 import platform
 import shlex
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +46,7 @@ DEFAULT_METHODS = {"relu": "max@0,percentile@0,percentile@0.5,p99@0.5,mse@0.5,da
                    "clip": "bound@0,bound@0.5,max@0,percentile@0.5,mse@0.5",
                    "qcfs": "bound@0,bound@0.5,max@0,percentile@0.5,mse@0.5"}
 DEFAULT_TIMESTEPS = "1,2,4,8,16"
+MAX_TIMESTEPS = 1024  # memory grows with T: see the module docstring
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt() parameters (malloc.h)
 
 
@@ -123,6 +130,11 @@ def parse_timesteps(text: str) -> list:
         values = []
     if not values or min(values) < 1:
         raise ValueError(f"--timesteps must be a comma list of integers ≥ 1, e.g. {DEFAULT_TIMESTEPS}; got {text!r}")
+    if max(values) > MAX_TIMESTEPS:
+        raise ValueError(f"--timesteps: T = {max(values)} is above the limit of {MAX_TIMESTEPS}: all T steps of a "
+                         "batch are simulated at once, so memory grows with T × --batch-size (vgg-mini on CIFAR-10 at "
+                         "--batch-size 128: about 47 MB per step); for longer runs simulate from Python in chunks of "
+                         "steps (a Neuron keeps its potential between calls until reset)")
     return sorted(set(values))
 
 
@@ -137,6 +149,10 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
     """Validate the parsed command line and build the run's `CompareConfig` (ValueError on bad input)."""
     _check_positive(levels=args.levels, epochs=args.epochs, train_size=args.train_size,
                     calibration=args.calibration, batch_size=args.batch_size)
+    if not 0 <= args.seed < 2**32:
+        raise ValueError(f"--seed must be an integer from 0 to 2**32 − 1 (NumPy's range), got {args.seed}")
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise ValueError(f"--output {args.output!r} is an existing file; name a folder (created if missing)")
     methods = parse_methods(args.methods or DEFAULT_METHODS[args.activation], args.activation)
     return CompareConfig(dataset=args.dataset, model=args.model, activation=args.activation,
                          levels=args.levels, epochs=args.epochs, train_size=args.train_size, methods=methods,
@@ -163,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma list of RECIPE[@V0], RECIPE one of {','.join(RECIPES)}, V0 = V[0]/θ in [0, 1] or "
                         f"'optimal' (no @: 0.5). Default for relu: {DEFAULT_METHODS['relu']}; "
                         f"for clip and qcfs: {DEFAULT_METHODS['clip']}")
-    p.add_argument("--timesteps", default=DEFAULT_TIMESTEPS, help=f"comma list of T (default: {DEFAULT_TIMESTEPS})")
+    p.add_argument("--timesteps", default=DEFAULT_TIMESTEPS,
+                   help=f"comma list of T, each ≤ {MAX_TIMESTEPS} (default: {DEFAULT_TIMESTEPS})")
     p.add_argument("--seed", type=int, default=0, help="of the ANN, the data subsets and calibration (default: 0)")
     p.add_argument("--calibration", type=int, default=1000, help="training images to calibrate θ (default: 1000)")
     p.add_argument("--batch-size", type=int, default=128, help="of the SNN evaluation (default: 128)")
@@ -220,13 +237,17 @@ def _run_method(ann, method: Method, images, test_loader, macs: dict, config: Co
 def _prepare(config: CompareConfig) -> tuple:
     """Train or load the ANN and load the calibration images and the test set."""
     seed_everything(config.seed)
+    train, test_loader = get_loaders(config.dataset, batch_size=config.batch_size, augment=False, seed=config.seed)
+    for option, value in (("--train-size", config.train_size), ("--calibration", config.calibration)):
+        if value is not None and value > len(train.x):
+            raise ValueError(f"{option} {value} is more than the {len(train.x)} training images of "
+                             f"{config.dataset}: pass at most {len(train.x)}")
     epochs = {} if config.epochs is None else {"epochs": config.epochs}
     ann, info = get_ann(dataset=config.dataset, model=config.model, activation=config.activation,
                         levels=config.levels, train_size=config.train_size, seed=config.seed, **epochs)
     calibration, _ = get_loaders(config.dataset, batch_size=config.calibration, train_size=config.calibration,
                                  augment=False, seed=config.seed)
     images, _ = next(iter(calibration))  # [N_cal, C, H, W]
-    _, test_loader = get_loaders(config.dataset, batch_size=config.batch_size, augment=False, seed=config.seed)
     return ann, info, images, test_loader
 
 
@@ -311,7 +332,11 @@ def main(argv: list | None = None) -> int:
     except ValueError as err:
         args.command_parser.error(str(err))  # prints usage and the message, exits with code 2
     tuned = keep_freed_memory()
-    result = {**run_compare(config), "malloc_keeps_freed_memory": tuned}
+    try:
+        result = {**run_compare(config), "malloc_keeps_freed_memory": tuned}
+    except (RuntimeError, ValueError, OSError) as err:  # missing or broken data or checkpoint: the message says why
+        print(f"snnlab: error: {err}", file=sys.stderr)
+        return 2
     json_path, html_path = write_reports(result, Path(config.output))
     print(format_table(result))
     print(f"\nwrote {json_path} and {html_path} in {result['timings']['total_s']:.1f} s")

@@ -8,6 +8,8 @@ picked by name from `RECIPES` or passed directly (`functools.partial(percentile_
 Taught in notebooks 01 (recipes on the distributions) and 02 (accuracy vs T per recipe).
 """
 import copy
+import math
+import numbers
 from dataclasses import dataclass
 from functools import partial
 
@@ -15,7 +17,7 @@ import torch
 from torch import nn
 
 from .activations import QCFS, ClipReLU
-from .neurons import Neuron, SharedDropout, TimeBatched, check_timesteps, clip_floor, neurons
+from .neurons import Neuron, SharedDropout, TimeBatched, check_images, check_timesteps, clip_floor, neurons
 
 SPIKING_SITES = (nn.ReLU, ClipReLU, QCFS)
 STATELESS = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
@@ -78,6 +80,9 @@ def record_preactivations(model: nn.Module, images: torch.Tensor, max_samples: i
     sites = {name: m for name, m in model.named_modules() if isinstance(m, SPIKING_SITES)}
     if not sites:
         raise ValueError("the model has no activation to convert (expected nn.ReLU, ClipReLU or QCFS modules)")
+    check_images(images, "images", next((p.dtype for p in model.parameters()), torch.float32))
+    if len(images) == 0:
+        raise ValueError("images holds no calibration image: pass e.g. 1,000 training images [N, C, H, W]")
     gen, chunks = torch.Generator().manual_seed(seed), {name: [] for name in sites}
     per_batch = max(1, max_samples * batch_size // max(len(images), 1))
     hooks = [m.register_forward_pre_hook(partial(_keep_sample, chunks[name], per_batch, gen))
@@ -114,7 +119,8 @@ def percentile_threshold(record: LayerRecord, timesteps: int, v_init: float = 0.
         raise ValueError(f"percentile_threshold: p must be in (0, 100], got {p}")
     positive = record.samples[record.samples > 0]
     if len(positive) == 0:
-        raise ValueError(f"layer '{record.name}' never had a positive input on the calibration images")
+        raise ValueError(f"layer '{record.name}' never had a positive input on the calibration images: calibrate "
+                         "on more or other images, or check the ANN's weights")
     return {"threshold": torch.quantile(positive, p / 100).item()}
 
 
@@ -190,11 +196,14 @@ def convert(model: nn.Module, images: torch.Tensor, *, threshold="percentile", t
         v_init: V[0] as a fraction of θ (0.0, 0.5 = OPI's θ/2) or "optimal" (per layer, by search).
         maxpool: "avg" replaces MaxPool2d by AvgPool2d; "error" refuses it.
 
-    Returns: the SNN (eval mode). Run it with `simulate.simulate` / `simulate.evaluate_snn`.
+    Returns: the SNN (eval mode). Run it with `simulate.simulate` / `simulate.evaluate_snn`, which check
+        their input against its `input_shape` attribute (one calibration image's shape, e.g. (3, 32, 32)).
     Reference: methods digest §1, §2, §6; notebooks 01–03.
     """
     recipe = _resolve_recipe(threshold)
     check_timesteps(timesteps)
+    if v_init != "optimal":
+        _check_v_init(v_init, " or 'optimal'")
     if maxpool not in ("avg", "error"):
         raise ValueError(f"maxpool must be 'avg' or 'error', got {maxpool!r}")
     folded = fold_batchnorm(model)
@@ -203,10 +212,13 @@ def convert(model: nn.Module, images: torch.Tensor, *, threshold="percentile", t
     for name, record in records.items():
         fixed = 0.5 if v_init == "optimal" else v_init
         setting = {"v_init": fixed, **recipe(record, timesteps, fixed)}
+        _check_threshold(record, setting["threshold"])
         if v_init == "optimal":
             setting["v_init"] = optimal_v_init(record, timesteps, setting)
         settings[name] = setting
-    return _replace(folded, settings, maxpool).eval()
+    snn = _replace(folded, settings, maxpool).eval()
+    snn.input_shape = tuple(images.shape[1:])  # what `simulate` accepts: [B, *input_shape]
+    return snn
 
 
 def adjusted(snn: nn.Module, threshold_scale: float = 1.0, v_init: float = None) -> nn.Module:
@@ -215,8 +227,11 @@ def adjusted(snn: nn.Module, threshold_scale: float = 1.0, v_init: float = None)
     Scaling θ and A together scales what every layer sends by the same factor, as DIET-SNN's threshold
     scaling does; `v_init=None` keeps each layer's V[0]. Notebooks 02 and 03 sweep both with sliders.
     """
-    if threshold_scale <= 0:
-        raise ValueError(f"threshold_scale must be > 0, got {threshold_scale}")
+    if isinstance(threshold_scale, bool) or not isinstance(threshold_scale, numbers.Real) or \
+            not 0 < threshold_scale < math.inf:
+        raise ValueError(f"threshold_scale must be a finite number > 0, got {threshold_scale!r}")
+    if v_init is not None:
+        _check_v_init(v_init, " or None (keep each layer's)")
     snn = copy.deepcopy(snn)
     for neuron in neurons(snn).values():
         neuron.threshold.mul_(threshold_scale)
@@ -225,6 +240,23 @@ def adjusted(snn: nn.Module, threshold_scale: float = 1.0, v_init: float = None)
         if v_init is not None:
             neuron.v_init.fill_(v_init)
     return snn
+
+
+def _check_v_init(v_init, alternative: str) -> None:
+    """Raise a ValueError unless `v_init` (V[0] as a fraction of θ) is a number in [0, 1]."""
+    if isinstance(v_init, bool) or not isinstance(v_init, numbers.Real) or not 0 <= v_init <= 1:
+        raise ValueError(f"v_init must be a number in [0, 1] (V[0] as a fraction of θ){alternative}, got {v_init!r}")
+
+
+def _check_threshold(record: LayerRecord, threshold) -> None:
+    """Raise a ValueError naming the layer unless the recipe's θ is finite and > 0 (a scalar or a tensor)."""
+    value = torch.as_tensor(math.nan if threshold is None else threshold)
+    if torch.all(torch.isfinite(value) & (value > 0)):
+        return
+    why = (f"its largest input on the calibration images is {record.max:.4g}, so it would never fire: calibrate "
+           "on more or other images, or check the ANN's weights" if not record.max > 0 else
+           "a threshold recipe must return a finite θ > 0")
+    raise ValueError(f"layer '{record.name}': the threshold recipe gave θ = {threshold}; {why}")
 
 
 def _resolve_recipe(threshold):

@@ -92,14 +92,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _load_npz(path: Path) -> dict:
-    """All arrays of the npz at `path` (no pickle); an unreadable file raises naming it."""
+def _load_npz(path: Path, fix: str = "delete it so that it is rebuilt") -> dict:
+    """All arrays of the npz at `path` (no pickle); an unreadable file raises naming it and `fix`."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {key: npz[key] for key in npz.files}
     except Exception as err:
-        raise RuntimeError(f"could not read {path} ({type(err).__name__}: {err}); "
-                           "delete it so that it is rebuilt") from err
+        raise RuntimeError(f"could not read {path} ({type(err).__name__}: {err}); {fix}") from err
 
 
 def _download_torchvision(dataset: str, root: Path) -> dict:
@@ -127,10 +126,18 @@ def _write_npz_atomic(path: Path, arrays: dict) -> None:
 
 
 def _offline_subset(dataset: str):
-    """`$SNNLAB_DATA/cifar10_10k.npz` if `dataset` is "cifar10" and that file exists, else None."""
+    """`$SNNLAB_DATA/cifar10_10k.npz` if `dataset` is "cifar10" and that file exists, else None.
+
+    Raises a ValueError naming SNNLAB_DATA when it is set, for CIFAR-10, to something that is not a folder.
+    """
     folder = os.environ.get("SNNLAB_DATA")
-    path = Path(folder) / "cifar10_10k.npz" if folder else None
-    return path if dataset == "cifar10" and path is not None and path.is_file() else None
+    if dataset != "cifar10" or not folder:
+        return None
+    if not Path(folder).is_dir():
+        raise ValueError(f"SNNLAB_DATA={folder!r} is not an existing folder: set it to the folder that holds "
+                         "cifar10_10k.npz, or unset it to use the cache folder")
+    path = Path(folder) / "cifar10_10k.npz"
+    return path if path.is_file() else None
 
 
 def data_source(dataset: str) -> str:
@@ -147,8 +154,9 @@ def data_source(dataset: str) -> str:
 
 def _cifar_arrays(dataset: str) -> dict:
     """CIFAR arrays from `$SNNLAB_DATA`, else from the checked npz cache, else a fresh download."""
-    if _offline_subset(dataset) is not None:
-        return _load_npz(_offline_subset(dataset))
+    subset = _offline_subset(dataset)
+    if subset is not None:
+        return _load_npz(subset, f"replace it with a good copy, or unset SNNLAB_DATA to use the cache folder {cache_dir()}")
     path = cache_dir() / f"{dataset}.npz"
     if path.exists():
         sha_file = Path(f"{path}.sha256")

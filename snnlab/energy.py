@@ -14,10 +14,14 @@ behind it needing an accumulate each).
 
 Reference: methods digest §7; DIET-SNN, IIR-SNN, Datta & Beerel. Notebooks 04 and 05.
 """
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from .neurons import check_timesteps
 
 E_MAC_PJ, E_AC_PJ = 4.6, 0.9
 FIRST_LAYER = ("once", "every_step")
@@ -73,7 +77,7 @@ def energy_report(macs: dict, event_rate: dict, timesteps: int, e_mac: float = E
     Args:
         macs: F_l per layer (`count_macs(ann, x)`, or `Probe.macs`; the names must match).
         event_rate: r_{l−1} per layer, events per input unit over all T (`Probe.event_rate()`).
-        timesteps: T (used when the first layer is charged at every step).
+        timesteps: T ≥ 1 (used when the first layer is charged at every step).
         e_mac, e_ac: energy of one multiply-accumulate and one accumulate, in pJ.
         first_layer: "once" or "every_step".
 
@@ -81,9 +85,8 @@ def energy_report(macs: dict, event_rate: dict, timesteps: int, e_mac: float = E
     """
     if first_layer not in FIRST_LAYER:
         raise ValueError(f"first_layer must be one of {FIRST_LAYER}, got {first_layer!r}")
-    missing = [name for name in macs if name not in event_rate]
-    if missing:
-        raise ValueError(f"no recorded events for layers {missing}: run the SNN inside a Probe first")
+    check_timesteps(timesteps)
+    _check_layers(macs, event_rate)
     report = EnergyReport()
     for i, (name, f) in enumerate(macs.items()):
         if i == 0:
@@ -94,3 +97,26 @@ def energy_report(macs: dict, event_rate: dict, timesteps: int, e_mac: float = E
         report.ann_pj += f * e_mac
         report.snn_pj += snn
     return report
+
+
+def _check_layers(macs: dict, event_rate: dict) -> None:
+    """Raise a ValueError unless both name the same layers in the same order, with MACs > 0 and rates ≥ 0."""
+    if not macs:
+        raise ValueError("macs is empty: pass the MACs per sample of every Conv2d/Linear layer, e.g. count_macs(ann, x)")
+    only_macs = [n for n in macs if n not in event_rate]
+    only_rates = [n for n in event_rate if n not in macs]
+    if only_macs or only_rates:
+        raise ValueError(f"macs and event_rate name different layers: {only_macs} only in macs, {only_rates} only in "
+                         "event_rate; take both from one network: count_macs(ann, x) (or Probe.macs) and the "
+                         "Probe.event_rate() of an SNN converted from that ANN, run inside the Probe")
+    for i, (a, b) in enumerate(zip(macs, event_rate)):
+        if a != b:
+            raise ValueError(f"macs and event_rate list the layers in different orders (position {i}: '{a}' in "
+                             f"macs, '{b}' in event_rate): pass both in the order the layers run, input layer first")
+    for name, f in macs.items():
+        if isinstance(f, bool) or not isinstance(f, numbers.Integral) or f < 1:
+            raise ValueError(f"macs['{name}'] must be a positive integer (MACs per sample), got {f!r}")
+        rate = event_rate[name]
+        if isinstance(rate, bool) or not isinstance(rate, numbers.Real) or not 0 <= rate < math.inf:
+            raise ValueError(f"event_rate['{name}'] must be a finite number ≥ 0 (events per input unit over all T), "
+                             f"got {rate!r}")

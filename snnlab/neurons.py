@@ -27,6 +27,20 @@ def check_timesteps(timesteps) -> None:
         raise ValueError(f"timesteps must be an integer ≥ 1, got {timesteps!r}")
 
 
+def check_images(x, argument: str, dtype: torch.dtype = torch.float32) -> None:
+    """Raise a TypeError unless `x` is a tensor of `dtype`, a ValueError if it holds NaN or ±Inf."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{argument} must be a tensor of images, got {type(x).__name__}")
+    if x.dtype != dtype:
+        cast = f"{argument}.float()" if dtype == torch.float32 else f"{argument}.to({dtype})"
+        raise TypeError(f"{argument} is a {x.dtype} tensor, but the network computes in {dtype}: pass "
+                        f"{dtype} images, e.g. {cast} after scaling and normalizing them (data.get_loaders does both)")
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise ValueError(f"{argument} holds {bad} NaN or infinite values (of {x.numel()}); check the data "
+                         "pipeline (e.g. a division by a zero standard deviation)")
+
+
 # ---------------------------------------------------------------- surrogate gradients
 def triangle(z: torch.Tensor, gamma: float = 0.3) -> torch.Tensor:
     """Triangle surrogate ∂S/∂z = γ·max(0, 1 − |z|), z = H/θ − 1 (DIET-SNN, IIR-SNN: γ = 0.3)."""

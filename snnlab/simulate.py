@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .neurons import Neuron, TimeBatched, check_timesteps, reset
+from .neurons import Neuron, TimeBatched, check_images, check_timesteps, reset
 
 ENCODINGS = ("direct", "rate")
 
@@ -56,19 +56,26 @@ def simulate(snn: nn.Module, x: torch.Tensor, timesteps: int, encoding: str = "d
 
 
 def _check_input(snn: nn.Module, x: torch.Tensor) -> None:
-    """Refuse NaN and input that does not fit the network's first layer, with the shape it needs."""
-    if torch.isnan(x).any():
-        raise ValueError("the input holds NaN values; check the data pipeline")
-    first = next((m.layer for m in snn.modules()
-                  if isinstance(m, TimeBatched) and isinstance(m.layer, (nn.Conv2d, nn.Linear))), None)
-    if isinstance(first, nn.Conv2d) and (x.dim() != 4 or x.shape[1] != first.in_channels):
-        needed = f"[B, {first.in_channels}, ...]"
-    elif isinstance(first, nn.Linear) and x.shape[-1] != first.in_features:
-        needed = f"[B, {first.in_features}]"
-    else:
+    """Refuse input of the wrong type, NaN/Inf, or of another shape than the SNN takes, saying which it takes."""
+    check_images(x, "x", next((p.dtype for p in snn.parameters()), torch.float32))
+    expected = _input_shape(snn)
+    if expected is None or (x.dim() == len(expected) + 1 and
+                            all(isinstance(e, str) or e == n for e, n in zip(expected, x.shape[1:]))):
         return
-    raise ValueError(f"the SNN expects input {needed} (no time dimension: simulate adds it), "
-                     f"got shape {tuple(x.shape)}")
+    raise ValueError(f"the SNN expects input x of shape [B, {', '.join(map(str, expected))}] (no time dimension: "
+                     f"simulate adds it), got shape {tuple(x.shape)}; resize x, or convert the ANN with "
+                     "calibration images of the shape you need")
+
+
+def _input_shape(snn: nn.Module) -> tuple | None:
+    """One sample's shape: the calibration images' (`convert` records it), else what the first layer fixes."""
+    if getattr(snn, "input_shape", None) is not None:
+        return tuple(snn.input_shape)
+    first = next((m.layer for m in snn.modules()
+                  if isinstance(m, TimeBatched) and isinstance(m.layer, (nn.Conv2d, nn.Linear, nn.Flatten))), None)
+    if isinstance(first, nn.Conv2d):
+        return first.in_channels, "H", "W"  # any image size
+    return (first.in_features,) if isinstance(first, nn.Linear) else None  # after a Flatten: any shape
 
 
 def evaluate_snn(snn: nn.Module, loader, timesteps: int, max_batches: int | None = None,
@@ -81,6 +88,7 @@ def evaluate_snn(snn: nn.Module, loader, timesteps: int, max_batches: int | None
 
     Returns: accuracy, a tensor [T] (accuracy[t − 1] is the accuracy after t steps).
     """
+    check_timesteps(timesteps)
     correct, total = torch.zeros(timesteps), 0
     batches = tqdm(loader, desc=f"SNN T={timesteps}", leave=False, disable=not progress)
     for i, (x, labels) in enumerate(batches):

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from snnlab import cli
+from snnlab import cli, data
 from snnlab.convert import convert
 from snnlab.data import get_loaders
 from snnlab.simulate import Probe, evaluate_snn
@@ -84,12 +84,46 @@ def test_compare_html_is_self_contained(compare_run):
     (["--methods", "bound@0.5"], "--activation clip"),
     (["--timesteps", "0,4"], "integers ≥ 1"),
     (["--timesteps", "two"], "integers ≥ 1"),
+    (["--timesteps", "1,100000"], "--timesteps: T = 100000 is above the limit of 1024: all T steps of a batch are "
+                                  "simulated at once, so memory grows with T × --batch-size"),
+    (["--seed", "-1"], "--seed must be an integer from 0 to 2**32 − 1 (NumPy's range), got -1"),
+    (["--output", __file__], f"--output {__file__!r} is an existing file; name a folder"),
 ])
 def test_bad_options_exit_with_a_clear_message(bad, message, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["compare", "--dataset", "digits"] + bad)
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "snnlab compare: error: " in err and message in err
+
+
+def _offline(name, root):
+    raise OSError("no network")
+
+
+@pytest.mark.parametrize("dataset, options, environment, message", [
+    ("digits", ["--calibration", "5000"], {},
+     "--calibration 5000 is more than the 1437 training images of digits: pass at most 1437"),
+    ("digits", ["--train-size", "5000"], {}, "--train-size 5000 is more than the 1437 training images of digits"),
+    ("cifar10", [], {"SNNLAB_DATA": None}, "could not download cifar10 into"),  # offline, no data
+    ("cifar10", [], {"SNNLAB_DATA": "broken"}, "cifar10_10k.npz (ValueError: "),
+    ("cifar10", [], {"SNNLAB_DATA": "missing"}, "SNNLAB_DATA="),
+])
+def test_missing_or_broken_data_is_one_error_line(tmp_path, monkeypatch, capsys, dataset, options, environment,
+                                                  message):
+    monkeypatch.setenv("SNNLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(cli, "keep_freed_memory", lambda: False)
+    monkeypatch.setattr(data, "_download_torchvision", _offline)
+    if "SNNLAB_DATA" in environment:
+        monkeypatch.delenv("SNNLAB_DATA", raising=False)
+        if environment["SNNLAB_DATA"] is not None:
+            monkeypatch.setenv("SNNLAB_DATA", str(tmp_path / environment["SNNLAB_DATA"]))
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "cifar10_10k.npz").write_bytes(b"garbage")
+    assert cli.main(["compare", "--dataset", dataset, "--epochs", "1", "--output", str(tmp_path / "out")] + options) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("snnlab: error: ") and message in err and err.count("\n") == 1  # no traceback
+    assert not (tmp_path / "out").exists()
 
 
 def test_parse_method_and_timesteps():

@@ -1,6 +1,8 @@
 """convert.py: exact BN folding, each threshold recipe against an independent computation,
 conversion end to end on real data with accuracy floors, and the errors for what cannot convert."""
+import math
 import os
+import re
 
 import numpy as np
 import pytest
@@ -120,8 +122,13 @@ def test_adjusted_scales_threshold_and_spike_value_on_a_copy():
     assert scaled.threshold.item() == pytest.approx(0.5 * neuron.threshold.item())
     assert scaled.spike_value.item() == pytest.approx(0.5 * neuron.spike_value.item())
     assert scaled.v_init.item() == 0.25 and neuron.v_init.item() == 0.5  # the original is unchanged
-    with pytest.raises(ValueError, match="threshold_scale must be > 0"):
-        adjusted(snn, threshold_scale=0.0)
+    for bad in (0.0, -1, math.nan, math.inf, "2"):
+        with pytest.raises(ValueError, match=rf"threshold_scale must be a finite number > 0, got {re.escape(repr(bad))}"):
+            adjusted(snn, threshold_scale=bad)
+    for bad in (5, -1, math.nan, "bogus"):
+        with pytest.raises(ValueError, match=r"v_init must be a number in \[0, 1\] \(V\[0\] as a fraction of θ\) or "
+                                             rf"None \(keep each layer's\), got {re.escape(repr(bad))}"):
+            adjusted(snn, v_init=bad)
 
 
 # ------------------------------------------------------------------ 3. what cannot be converted
@@ -145,6 +152,43 @@ def test_bad_timesteps_and_v_init_policy():
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="timesteps must be an integer"):
             convert(model, torch.randn(8, 3), timesteps=bad)
+
+
+@pytest.mark.parametrize("bad", [5, -1, math.nan, "bogus", True])
+def test_convert_refuses_v_init_outside_0_1(bad):
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match=r"v_init must be a number in \[0, 1\] \(V\[0\] as a fraction of θ\) or "
+                                         rf"'optimal', got {re.escape(repr(bad))}"):
+        convert(model, torch.randn(8, 3), v_init=bad)
+
+
+@pytest.mark.parametrize("recipe", ["max", "mse", "datta"])
+def test_a_layer_without_positive_input_is_named(recipe):
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2), nn.ReLU(), nn.Linear(2, 2))
+    with torch.no_grad():
+        model[2].weight.zero_(), model[2].bias.fill_(-5.0)  # layer '3' only ever sees −5
+    with pytest.raises(ValueError, match=r"layer '3': the threshold recipe gave θ = .*; its largest input on the "
+                                         "calibration images is -5, so it would never fire: calibrate on more"):
+        convert(model, torch.randn(16, 4), threshold=recipe)
+    with pytest.raises(ValueError, match=r"layer '3' never had a positive input on the calibration images: calibrate"):
+        convert(model, torch.randn(16, 4), threshold="percentile")
+
+
+def test_a_recipe_that_returns_no_usable_threshold_is_named():
+    model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    with pytest.raises(ValueError, match=r"layer '1': the threshold recipe gave θ = inf; a threshold recipe must return"):
+        convert(model, torch.randn(64, 3), threshold=lambda record, T, v0: {"threshold": math.inf})
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_calibration_images_are_named_before_recording(value):
+    model = build_model("vgg-mini", num_classes=10, in_channels=1, image_size=8).eval()
+    images = torch.randn(4, 1, 8, 8)
+    images[1, 0, 2, 3] = value
+    with pytest.raises(ValueError, match=r"images holds 1 NaN or infinite values \(of 256\); check the data pipeline"):
+        convert(model, images)
+    with pytest.raises(TypeError, match=r"images is a torch.uint8 tensor, .* e.g. images\.float\(\)"):
+        record_preactivations(model, torch.zeros(4, 1, 8, 8, dtype=torch.uint8))
 
 
 def test_records_hold_the_true_preactivations():

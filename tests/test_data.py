@@ -1,4 +1,6 @@
 """Tests of snnlab.data: digits, subsets, augmentation, the CIFAR npz cache and its errors."""
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -118,6 +120,26 @@ def test_corrupted_npz_cache_names_the_file(tmp_cache, monkeypatch):
     (tmp_cache / "cifar10.npz.sha256").write_text(data._sha256(path))
     with pytest.raises(RuntimeError, match="cifar10.npz.*delete"):  # checksum fits, content broken
         data.get_loaders("cifar10")
+
+
+def test_corrupted_npz_in_snnlab_data_is_not_to_be_deleted(tmp_cache, tmp_path, monkeypatch):
+    (tmp_path / "cifar10_10k.npz").write_bytes(b"not an npz file")
+    monkeypatch.setenv("SNNLAB_DATA", str(tmp_path))
+    with pytest.raises(RuntimeError, match=r"cifar10_10k.npz .*; replace it with a good copy, or unset "
+                                           rf"SNNLAB_DATA to use the cache folder {re.escape(str(tmp_cache))}$"):
+        data.get_loaders("cifar10")
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_snnlab_data_that_is_not_a_folder_is_named(tmp_path, monkeypatch, kind):
+    target = tmp_path / "data"
+    if kind == "file":
+        target.write_bytes(b"")
+    monkeypatch.setenv("SNNLAB_DATA", str(target))
+    with pytest.raises(ValueError, match=rf"SNNLAB_DATA='{re.escape(str(target))}' is not an existing folder: set it to the folder "
+                                         "that holds cifar10_10k.npz, or unset it"):
+        data.get_loaders("cifar10")
+    assert data.data_source("cifar100") == "cifar100.npz"  # SNNLAB_DATA only serves CIFAR-10
 
 
 @pytest.mark.cifar

@@ -36,8 +36,25 @@ def test_energy_model_arithmetic():
 def test_energy_report_errors():
     with pytest.raises(ValueError, match="first_layer must be one of"):
         energy_report({"a": 1}, {"a": 1.0}, 4, first_layer="twice")
-    with pytest.raises(ValueError, match=r"no recorded events for layers \['b'\]"):
-        energy_report({"a": 1, "b": 2}, {"a": 1.0}, 4)
+
+
+@pytest.mark.parametrize("macs, rates, timesteps, message", [
+    ({"x": 1, "y": 2}, {"a": 1.0, "b": 0.5}, 4,  # MACs of another model
+     r"macs and event_rate name different layers: \['x', 'y'\] only in macs, \['a', 'b'\] only in event_rate; "
+     r"take both from one network"),
+    ({"a": 1, "b": 2}, {"a": 1.0}, 4, r"\['b'\] only in macs, \[\] only in event_rate"),
+    ({"b": 2, "a": 1}, {"a": 1.0, "b": 0.5}, 4,
+     r"different orders \(position 0: 'b' in macs, 'a' in event_rate\): pass both in the order the layers run"),
+    ({}, {}, 4, r"macs is empty: pass the MACs per sample of every Conv2d/Linear layer, e.g. count_macs\(ann, x\)"),
+    ({"a": 1, "b": 2}, {"a": 1.0, "b": -0.5}, 4, r"event_rate\['b'\] must be a finite number ≥ 0 .*, got -0.5"),
+    ({"a": 1, "b": 2}, {"a": float("nan"), "b": 0.5}, 4, r"event_rate\['a'\] must be a finite number ≥ 0 .*, got nan"),
+    ({"a": 1, "b": -2}, {"a": 1.0, "b": 0.5}, 4, r"macs\['b'\] must be a positive integer \(MACs per sample\), got -2"),
+    ({"a": 1.5, "b": 2}, {"a": 1.0, "b": 0.5}, 4, r"macs\['a'\] must be a positive integer .*, got 1.5"),
+    ({"a": 1, "b": 2}, {"a": 1.0, "b": 0.5}, 0, r"timesteps must be an integer ≥ 1, got 0"),
+])
+def test_energy_report_refuses_mismatched_or_impossible_input(macs, rates, timesteps, message):
+    with pytest.raises(ValueError, match=message):
+        energy_report(macs, rates, timesteps, first_layer="every_step")
 
 
 def test_probe_macs_match_the_ann_and_energy_grows_with_t():

@@ -1,10 +1,13 @@
 """simulate.py: one pass gives every t ≤ T, direct encoding, the probe's counts, bad input."""
+import re
+
 import pytest
 import torch
+from torch import nn
 
 from snnlab.convert import convert
 from snnlab.models import build_model
-from snnlab.neurons import if_step, neurons, reset
+from snnlab.neurons import Neuron, TimeBatched, if_step, neurons, reset
 from snnlab.simulate import Probe, encode, evaluate_snn, simulate
 
 
@@ -85,13 +88,51 @@ def test_bad_timesteps(snn, bad):
         simulate(snn, torch.randn(2, 1, 8, 8), bad)
 
 
-def test_nan_input_is_refused(snn):
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("count", [1, 128])
+def test_non_finite_input_is_refused(snn, value, count):
     x = torch.randn(2, 1, 8, 8)
-    x[0, 0, 0, 0] = float("nan")
-    with pytest.raises(ValueError, match="NaN"):
+    x.view(-1)[:count] = value  # one pixel, or every pixel
+    with pytest.raises(ValueError, match=rf"x holds {count} NaN or infinite values \(of 128\); check the data"):
         simulate(snn, x, 4)
+    with pytest.raises(ValueError, match=rf"x holds {count} NaN or infinite values"):
+        evaluate_snn(snn, [(x, torch.zeros(2, dtype=torch.long))], 4, progress=False)
 
 
-def test_wrong_input_shape_is_explained(snn):
-    with pytest.raises(ValueError, match=r"expects input \[B, 1, \.\.\.\].*\(2, 3, 8, 8\)"):
-        simulate(snn, torch.randn(2, 3, 8, 8), 4)
+@pytest.mark.parametrize("bad", [2.5, True, "4", -1, 0])
+def test_evaluate_snn_refuses_bad_timesteps(snn, bad):
+    batches = [(torch.randn(2, 1, 8, 8), torch.zeros(2, dtype=torch.long))]
+    with pytest.raises(ValueError, match=rf"timesteps must be an integer ≥ 1, got {re.escape(repr(bad))}"):
+        evaluate_snn(snn, batches, bad, progress=False)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.int64, torch.uint8])
+def test_input_of_another_dtype_asks_for_float32(snn, dtype):
+    with pytest.raises(TypeError, match=rf"x is a {dtype} tensor, but the network computes in torch.float32: "
+                                        r"pass torch.float32 images, e.g. x\.float\(\) after scaling and normalizing"):
+        simulate(snn, torch.zeros(2, 1, 8, 8, dtype=dtype), 4)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (2, 1, 9, 9), (2, 64), (4, 2, 1, 8, 8)])
+def test_wrong_input_shape_names_the_calibration_shape(snn, shape):
+    assert snn.input_shape == (1, 8, 8)
+    with pytest.raises(ValueError, match=r"the SNN expects input x of shape \[B, 1, 8, 8\] \(no time dimension: "
+                                         rf"simulate adds it\), got shape {re.escape(str(shape))}; resize x"):
+        simulate(snn, torch.randn(shape), 4)
+
+
+def test_flatten_first_network_takes_images_of_its_calibration_shape():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.ReLU(), nn.Linear(10, 10))
+    images, x = torch.randn(32, 1, 8, 8), torch.randn(4, 1, 8, 8)
+    snn, flat = convert(model, images), convert(model[1:], images.flatten(1))
+    assert torch.equal(simulate(snn, x, 4), simulate(flat, x.flatten(1), 4))  # Flatten in the SNN = flattened input
+    with pytest.raises(ValueError, match=r"shape \[B, 1, 8, 8\].*got shape \(4, 1, 9, 9\)"):
+        simulate(snn, torch.randn(4, 1, 9, 9), 4)
+
+
+def test_hand_built_snn_is_checked_against_its_first_layer():
+    snn = nn.Sequential(TimeBatched(nn.Conv2d(2, 4, 3)), Neuron())  # not converted: no input_shape
+    assert simulate(snn, torch.randn(1, 2, 5, 5), 2).shape == (2, 1, 4, 3, 3)  # any image size
+    with pytest.raises(ValueError, match=r"shape \[B, 2, H, W\].*got shape \(1, 3, 5, 5\)"):
+        simulate(snn, torch.randn(1, 3, 5, 5), 2)

@@ -1,5 +1,6 @@
 """Tests of snnlab.viz: every figure is titled, labelled, hoverable, and draws what it was given."""
 import json
+import re
 
 import pytest
 import torch
@@ -204,3 +205,27 @@ def test_potential_figure_puts_the_expected_error_minimum_at_half_theta(tiny):
     rms = trace(fig, "√E[(φ − z)²]")
     assert rms.x[list(rms.y).index(min(rms.y))] == pytest.approx(0.5)
     assert trace(fig, "this V[0]").x[0] == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize("bad", [-2, 0, 5, 2.5])
+def test_widget_updates_refuse_t_outside_the_simulated_curve(tiny, bad):
+    _, images, labels, snn = tiny
+    def message(curve):
+        return (rf"timesteps must be an integer in \[1, 4\] \(the curve '{re.escape(curve)}' was simulated to T = 4; "
+                rf"raise max_timesteps for more\), got {bad}")
+    fig = viz.potential_figure(snn, images, labels, timesteps=2, max_timesteps=4)
+    with pytest.raises(ValueError, match=message("V[0] = v·θ")):
+        viz.update_potential_error(fig, 0.5, bad)
+    assert list(trace(fig, "at T").x) == [2]  # nothing was redrawn
+    fig = viz.conversion_error_figure(snn, images, labels, timesteps=2, max_timesteps=4)
+    with pytest.raises(ValueError, match=message("θ × scale")):
+        viz.update_conversion_parts(fig, snn, images, bad)
+
+
+@pytest.mark.parametrize("bad", [-2, 0, 2.5])
+def test_distribution_update_refuses_bad_timesteps(tiny, bad):
+    model, images, _, _ = tiny
+    records = record_preactivations(fold_batchnorm(model), images)
+    fig = viz.distribution_figure(records, timesteps=2)
+    with pytest.raises(ValueError, match=rf"timesteps must be an integer ≥ 1, got {bad}"):
+        viz.update_distribution(fig, records, timesteps=bad)

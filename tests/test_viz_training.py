@@ -55,3 +55,14 @@ def test_training_figures_show_every_network_and_layer(nets):
     assert [bar.name for bar in energy] == ["ANN", "T = 3", "T = 1"] and len(energy[0].x) == 6
     assert sum(energy[2].y) == pytest.approx(scores[1]["energy"].snn_pj / 1e6)
     assert list(figures[4].data[0].y) == [scores[3]["accuracy"], scores[1]["accuracy"]]
+
+
+@pytest.mark.parametrize("bad", [-2, 0, 4])
+def test_spike_trace_refuses_t_outside_the_recorded_steps(nets, bad):
+    start, _, _, test_loader = nets
+    recorded = viz.record_traces({"converted": start}, test_loader.x[0], 3, 16)
+    fig = viz.spike_trace_figure(recorded, timesteps=2)
+    with pytest.raises(ValueError, match=r"timesteps must be an integer in \[1, 3\] \(record_traces simulated "
+                                         rf"'converted' for 3 steps\), got {bad}"):
+        viz.update_spike_trace(fig, recorded, timesteps=bad)
+    assert "in 2 steps" in fig.layout.title.text  # the figure still shows T = 2

@@ -1,4 +1,6 @@
 """The style and helpers that every figure of `snnlab.viz` shares: template, colours, labels, updates."""
+import numbers
+
 import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
@@ -39,6 +41,12 @@ def _np(x):
 def _set(fig: go.Figure, name: str, **data) -> None:
     """Set the data (x, y, ...) of the trace called `name` in place."""
     fig.update_traces(data, selector=dict(name=name))
+
+
+def _check_step(timesteps, largest: int, why: str) -> None:
+    """Raise a ValueError unless `timesteps` is an integer in [1, largest]; `why` says where the range comes from."""
+    if isinstance(timesteps, bool) or not isinstance(timesteps, numbers.Integral) or not 1 <= timesteps <= largest:
+        raise ValueError(f"timesteps must be an integer in [1, {largest}] ({why}), got {timesteps!r}")
 
 
 def _log2_axis(fig: go.Figure, largest: int, **where) -> None:

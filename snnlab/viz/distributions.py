@@ -3,7 +3,7 @@ import plotly.graph_objects as go
 import torch
 
 from ..convert import RECIPES, percentile_threshold
-from ..neurons import clip_floor
+from ..neurons import check_timesteps, clip_floor
 from .common import LOG, PALETTE, _figure, _np, _set
 
 def training_figure(histories: dict) -> go.Figure:
@@ -95,6 +95,7 @@ def distribution_figure(records: dict, **knobs) -> go.Figure:
 def update_distribution(fig: go.Figure, records: dict, layer: str = None, timesteps: int = 2,
                         percentile: float = 99.9, learned: dict = None, v_init: float = 0.5) -> None:
     """Redraw one layer: z with θ by each recipe; ReLU(z) vs φ_T(z) = clip_floor(z; θ_percentile, T, V[0])."""
+    check_timesteps(timesteps)
     layer = layer or next(iter(records))
     record = records[layer]
     found = _thresholds(record, timesteps, percentile, v_init, learned[layer] if learned else None)

@@ -5,8 +5,8 @@ import torch
 from ..analysis import PARTS, layer_errors
 from ..convert import adjusted
 from ..simulate import simulate
-from .common import (DASHES, LOG, PALETTE, PART_COLORS, RECIPE_LABELS, _ann_line, _figure, _log2_axis, _np,
-                     _set)
+from .common import (DASHES, LOG, PALETTE, PART_COLORS, RECIPE_LABELS, _ann_line, _check_step, _figure, _log2_axis,
+                     _np, _set)
 
 def _by_timesteps(results: dict) -> dict:
     """{(recipe, T): value} → {T: {recipe: value}}."""
@@ -149,7 +149,9 @@ def _marker_trace(name: str) -> go.Scatter:
 
 def _value_at(fig: go.Figure, curve: str, timesteps: int) -> float:
     """The y of the (already drawn) trace `curve` at t = T."""
-    return float(next(fig.select_traces(selector=dict(name=curve))).y[timesteps - 1])
+    y = next(fig.select_traces(selector=dict(name=curve))).y
+    _check_step(timesteps, len(y), f"the curve '{curve}' was simulated to T = {len(y)}; raise max_timesteps for more")
+    return float(y[timesteps - 1])
 
 
 def conversion_error_figure(snn, images, labels, timesteps: int = 4, threshold_scale: float = 1.0,
@@ -180,8 +182,8 @@ def update_conversion_accuracy(fig: go.Figure, snn, images, labels, threshold_sc
 
 def update_conversion_parts(fig: go.Figure, snn, images, timesteps: int = 4, threshold_scale: float = 1.0) -> None:
     """Redraw each layer's error parts at T for θ × `threshold_scale`, and the marker at T on the accuracy."""
-    errors = layer_errors(adjusted(snn, threshold_scale), images, timesteps)
     accuracy = _value_at(fig, "θ × scale", timesteps)
+    errors = layer_errors(adjusted(snn, threshold_scale), images, timesteps)
     with fig.batch_update():
         for part, values in _parts_data(errors, "mean").items():
             _set(fig, part, x=list(errors), y=values)

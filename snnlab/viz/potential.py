@@ -87,10 +87,10 @@ def update_potential_accuracy(fig: go.Figure, snn, images, labels, v_init: float
 
 def update_potential_error(fig: go.Figure, v_init: float = 0.5, timesteps: int = 4) -> None:
     """Redraw `analysis.expected_error` against V[0] at T, the marker at v_init, and the marker at T."""
+    accuracy = _value_at(fig, "V[0] = v·θ", timesteps)
     grid = torch.linspace(0, 1, 101)
     mean, mse = expected_error(timesteps, 1.0, grid)
     here = expected_error(timesteps, 1.0, v_init)
-    accuracy = _value_at(fig, "V[0] = v·θ", timesteps)
     with fig.batch_update():
         _set(fig, "E[φ − z]", x=_np(grid), y=_np(mean))
         _set(fig, "√E[(φ − z)²]", x=_np(grid), y=_np(mse.sqrt()))

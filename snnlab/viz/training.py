@@ -4,7 +4,7 @@ import torch
 
 from ..neurons import neurons
 from ..simulate import Probe, simulate
-from .common import PALETTE, TIME, _figure, _np, _set
+from .common import PALETTE, TIME, _check_step, _figure, _np, _set
 
 ANN_COLOR = "#888888"
 
@@ -162,11 +162,15 @@ def spike_trace_figure(recorded: dict, **knobs) -> go.Figure:
 
 def update_spike_trace(fig: go.Figure, recorded: dict, network: str = None, layer: str = None,
                        timesteps: int = None, rows: int = 24) -> None:
-    """Redraw the raster (up to `rows` firing neurons) and three membranes of `layer` for steps t ≤ `timesteps`."""
+    """Redraw the raster (up to `rows` firing neurons) and three membranes of `layer` for steps t ≤ `timesteps`.
+
+    `timesteps` must lie in [1, the steps recorded]; None shows them all.
+    """
     network = network or next(iter(recorded))
     layer = layer or next(iter(recorded[network]["traces"]))
     trace, threshold = recorded[network]["traces"][layer], recorded[network]["thresholds"][layer]
-    steps = min(timesteps or len(trace["s"]), len(trace["s"]))
+    steps = len(trace["s"]) if timesteps is None else timesteps
+    _check_step(steps, len(trace["s"]), f"record_traces simulated {network!r} for {len(trace['s'])} steps")
     s, h = trace["s"][:steps], trace["h"][:steps]  # [t, k]
     shown = _shown(s, rows)
     members = (shown.tolist() + [0, 1, 2])[:3]  # three firing neurons (or the first traced ones)
