@@ -32,7 +32,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .activations import ACTIVATIONS
-from .convert import RECIPES, convert
+from .convert import RECIPES, T_FREE_RECIPES, convert
 from .data import DATASETS, get_loaders
 from .energy import E_MAC_PJ, FIRST_LAYER, count_macs, energy_report
 from .models import MODELS
@@ -40,8 +40,6 @@ from .simulate import Probe, evaluate_snn
 from .train import evaluate, get_ann, seed_everything
 from .viz import compare_figure
 
-# Recipes whose threshold does not depend on T: one conversion and one simulation serve every T.
-T_FREE_RECIPES = ("max", "percentile", "p99", "p99.7", "bound")
 DEFAULT_METHODS = {"relu": "max@0,percentile@0,percentile@0.5,p99@0.5,mse@0.5,datta@0.5",
                    "clip": "bound@0,bound@0.5,max@0,percentile@0.5,mse@0.5",
                    "qcfs": "bound@0,bound@0.5,max@0,percentile@0.5,mse@0.5"}

@@ -166,6 +166,10 @@ def distribution_aware(record: LayerRecord, timesteps: int, v_init: float = 0.5,
 RECIPES = {"max": max_threshold, "percentile": percentile_threshold, "bound": bound_threshold,
            "mse": mse_threshold, "datta": distribution_aware,
            "p99": partial(percentile_threshold, p=99.0), "p99.7": partial(percentile_threshold, p=99.7)}
+RECIPE_LABELS = {"max": "max", "percentile": "99.9th percentile", "bound": "learned λ", "mse": "MSE search",
+                 "datta": "Datta & Beerel (α, β)", "p99": "99th percentile", "p99.7": "99.7th percentile"}
+# Recipes whose θ depends on neither T nor V[0]: one conversion serves every T (`snnlab compare` runs it once).
+T_FREE_RECIPES = ("max", "percentile", "bound", "p99", "p99.7")
 
 
 def optimal_v_init(record: LayerRecord, timesteps: int, setting: dict, steps: int = 21) -> float:

@@ -17,8 +17,6 @@ TEMPLATE = go.layout.Template(layout=dict(
 TIME = "time step t (steps)"
 DASHES = ("solid", "dot", "dash", "dashdot")
 LOG = dict(type="log", dtick=1, exponentformat="power")  # a log axis with one labelled tick per decade
-RECIPE_LABELS = {"max": "max", "percentile": "99.9th percentile", "p99": "99th percentile", "p99.7": "99.7th percentile",
-                 "mse": "MSE search", "datta": "Datta & Beerel (α, β)", "bound": "learned λ"}  # names of convert.RECIPES
 
 
 def _figure(title: str, rows: int = 1, cols: int = 1, height: int = 420, **subplots) -> go.Figure:

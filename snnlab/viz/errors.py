@@ -3,9 +3,9 @@ import plotly.graph_objects as go
 import torch
 
 from ..analysis import PARTS, layer_errors
-from ..convert import adjusted
+from ..convert import RECIPE_LABELS, adjusted
 from ..simulate import simulate
-from .common import (DASHES, LOG, PALETTE, PART_COLORS, RECIPE_LABELS, _ann_line, _check_step, _figure, _log2_axis,
+from .common import (DASHES, LOG, PALETTE, PART_COLORS, _ann_line, _check_step, _figure, _log2_axis,
                      _np, _set)
 
 def _by_timesteps(results: dict) -> dict:
