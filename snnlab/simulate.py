@@ -33,9 +33,9 @@ def simulate(snn: nn.Module, x: torch.Tensor, timesteps: int, encoding: str = "d
         snn: a converted network (`convert.convert`). x: images [B, C, H, W]. timesteps: T ≥ 1.
         encoding: "direct" or "rate" (`neurons.encode`; the rate code is drawn with seed 0).
         chunk: feed the T steps this many at a time (None: all in one pass). Memory then grows with
-            chunk·B instead of T·B, and the result is bitwise the same. Chunk long runs (T in the
-            hundreds: T = 1024 on 64 digits images takes +1 GB in one pass, bench/memory.py); for
-            the T ≤ 64 of the notebooks one pass is fastest.
+            chunk·B instead of T·B, and the result is bitwise the same. Chunk long runs, T in the
+            hundreds: on 64 digits images T = 1024 takes +1.0 GB in one pass, +87 MB in chunks of
+            64, in the same time (bench/memory.py). For the T ≤ 64 of the notebooks one pass is fine.
 
     Shapes: x: [B, ...] → out: [T, B, classes].
     """
