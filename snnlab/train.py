@@ -175,15 +175,21 @@ def save_training(path, model: nn.Module, optimizer, scheduler, loader, config: 
 def resume_training(path, model: nn.Module, optimizer, scheduler, loader, config: dict, history: dict) -> dict:
     """Prepare a run that checkpoints to `path`: the history to continue from.
 
-    First checks that `path`'s folder is writable (`data.check_writable`), before any training. If
-    `path` exists (`save_training`), loads it into model, optimizer, scheduler and the RNGs and
-    returns its history; else returns `history` (the empty one of a new run).
+    If `path` exists (`save_training`), loads it into model, optimizer, scheduler and the RNGs and
+    returns its history; else returns `history` (the empty one of a new run). If epochs are left to
+    train (fewer than `config["epochs"]`), checks now that `path`'s folder is writable
+    (`data.check_writable`), before any training; a finished run only reads.
 
     Raises: ValueError naming `path` if it was saved by a run with another `config`.
     """
-    check_writable(Path(path).parent)
-    if not Path(path).exists():
-        return history
+    if Path(path).exists():
+        history = _load_training(path, model, optimizer, scheduler, loader, config)
+    if len(history["loss"]) < config["epochs"]:
+        check_writable(Path(path).parent)
+    return history
+
+
+def _load_training(path, model: nn.Module, optimizer, scheduler, loader, config: dict) -> dict:
     meta = load_checkpoint(path, model)
     if meta.get("config") != config:
         raise ValueError(f"checkpoint {path} was saved by a run with {meta.get('config')}, not {config}: "

@@ -151,3 +151,19 @@ def test_failed_checkpoint_save_names_the_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match=r"net\.pt \(No space left on device\)"):
         train.save_checkpoint(tmp_path / "net.pt", _digits_model(), {})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_finished_checkpoint_only_reads_its_folder(tmp_path, monkeypatch):
+    def run():
+        train.seed_everything(0)
+        loader = get_loaders("digits", batch_size=64, train_size=128)[0]
+        return train.train_ann(_digits_model(), loader, epochs=1, checkpoint=tmp_path / "ann.pt", progress=False)
+    history = run()
+
+    def read_only(folder):
+        raise OSError(f"cannot write to {folder}")
+    monkeypatch.setattr(train, "check_writable", read_only)
+    assert run() == history  # loaded, nothing to train, nothing to save
+    (tmp_path / "ann.pt").unlink()
+    with pytest.raises(OSError, match="cannot write"):  # a run with epochs to train checks first
+        run()
