@@ -190,6 +190,7 @@ def resume_training(path, model: nn.Module, optimizer, scheduler, loader, config
 
 
 def _load_training(path, model: nn.Module, optimizer, scheduler, loader, config: dict) -> dict:
+    """Load a `save_training` checkpoint of a run with this `config` into the run; returns its history."""
     meta = load_checkpoint(path, model)
     if meta.get("config") != config:
         raise ValueError(f"checkpoint {path} was saved by a run with {meta.get('config')}, not {config}: "
