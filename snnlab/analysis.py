@@ -24,8 +24,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from .neurons import Neuron, clip_floor, reset
-from .simulate import encode
+from .neurons import Neuron, clip_floor, encode, reset
 
 PARTS = ("clipping", "quantization", "unevenness")
 

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .activations import ACTIVATIONS
 from .convert import RECIPES, T_FREE_RECIPES, convert
-from .data import DATASETS, get_loaders
+from .data import DATASETS, get_loaders, write_atomic
 from .energy import E_MAC_PJ, FIRST_LAYER, count_macs, energy_report
 from .models import MODELS
 from .simulate import Probe, evaluate_snn
@@ -298,11 +298,11 @@ def format_table(result: dict) -> str:
 
 
 def write_reports(result: dict, folder: Path) -> tuple:
-    """Write compare.json and a self-contained compare.html (plotly.js inlined) into `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write compare.json and a self-contained compare.html (plotly.js inlined) into `folder`, each atomically."""
     json_path, html_path = folder / "compare.json", folder / "compare.html"
-    json_path.write_text(json.dumps(result, indent=2) + "\n")
-    compare_figure(result).write_html(html_path, include_plotlyjs=True, full_html=True)
+    write_atomic(json_path, lambda f: f.write((json.dumps(result, indent=2) + "\n").encode()))
+    html = compare_figure(result).to_html(include_plotlyjs=True, full_html=True)
+    write_atomic(html_path, lambda f: f.write(html.encode()))
     return json_path, html_path
 
 

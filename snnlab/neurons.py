@@ -13,12 +13,16 @@ Symbols: X = input current (`x`), H = potential before the spike, V = potential 
 Summed over T steps with λ = 1 and soft reset, the rate (1/T)·ΣY[t] of a neuron with constant input z
 is a clip-floor quantizer of z (`clip_floor`); tests/test_neurons.py checks the identity exactly.
 
-Taught in notebook 00 (neurons), 03 (V[0]) and 04 (trainable θ and λ).
+Also here, as the bottom layer that simulate and training share: `encode`, the input over time
+(direct, or a Bernoulli rate code).
+
+Taught in notebook 00 (neurons, encoding), 03 (V[0]) and 04 (trainable θ and λ).
 """
 import torch
 from torch import nn
 
 RESETS = ("soft", "hard")
+ENCODINGS = ("direct", "rate")
 
 
 def check_timesteps(timesteps) -> None:
@@ -157,29 +161,30 @@ class Neuron(nn.Module):
         value = None if spike_value is None else torch.as_tensor(spike_value, dtype=torch.float32).clone()
         self.register_buffer("spike_value", value)
         self.v = None  # V after the last step seen; None until first use and after reset()
-        self.trace = None  # set by simulate.record_membrane(): flat indices of sample 0 to record
+
+    def potential(self, x: torch.Tensor) -> torch.Tensor:
+        """V before the first step of `x`: V carried from the last call, or V[0] = v_init·θ after a reset.
+
+        Shapes: x: [T, B, ...] → [B, ...].
+        """
+        return self.v if self.v is not None else (self.v_init * self.threshold).expand_as(x[0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:
             raise ValueError(f"Neuron expects time-batched input [T, B, ...], got shape {tuple(x.shape)}")
-        v = self.v if self.v is not None else (self.v_init * self.threshold).expand_as(x[0])
-        value = self.threshold if self.spike_value is None else self.spike_value
-        if not torch.is_grad_enabled() and self.trace is None:
-            spikes, self.v = _scan_fast(x, v, self.threshold, self.leak, self.reset)
-            return spikes.mul_(value)  # in place: the buffer is ours
-        spikes, self.v = self._scan(x, v)
-        return spikes * value
+        v, value = self.potential(x), self.threshold if self.spike_value is None else self.spike_value
+        if torch.is_grad_enabled():  # training: the readable scan, through autograd
+            spikes, self.v = self._scan(x, v)
+            return spikes * value
+        spikes, self.v = _scan_fast(x, v, self.threshold, self.leak, self.reset)  # inference
+        return spikes.mul_(value)  # in place: the buffer is ours
 
     def _scan(self, x, v):
-        """The readable scan: `if_step` at each t, recording H and V of traced neurons."""
+        """The readable scan: `if_step` at each t."""
         surrogate, spikes = SURROGATES[self.surrogate], []
         for t in range(x.shape[0]):
-            if self.trace is not None:
-                self.trace["h"].append((self.leak * v + x[t]).detach().flatten(1)[0, self.trace["index"]])
             spike, v = if_step(x[t], v, self.threshold, self.leak, self.reset, surrogate)
             spikes.append(spike)
-            if self.trace is not None:
-                self.trace["v"].append(v.detach().flatten(1)[0, self.trace["index"]])
         return torch.stack(spikes), v  # [T, B, ...]
 
     def extra_repr(self) -> str:
@@ -207,6 +212,31 @@ def _scan_fast(x, v, threshold, leak, reset):
         else:
             v.mul_(1 - out[t])  # V[t] = H[t]·(1 − S[t])
     return out, v
+
+
+# ---------------------------------------------------------------- the input over time
+def encode(x: torch.Tensor, timesteps: int, encoding: str = "direct", seed: int = 0,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """Turn images into the SNN's input over time.
+
+    direct: X[t] = x at every step (an expanded view: no copy; the first layer runs once).
+    rate: X[t] ~ Bernoulli(clip(x, 0, 1)), a fresh draw each step (Poisson-like rate code).
+
+    Args:
+        seed: of the rate code's random draws. generator: draw from this generator instead of a
+            fresh one seeded with `seed`; drawing T1 steps and then T2 from one generator gives the
+            T1 + T2 steps of a single draw (`simulate` feeds a long input in chunks this way).
+
+    Shapes: x: [B, ...] → [T, B, ...].
+    """
+    check_timesteps(timesteps)
+    if encoding == "direct":
+        return x.unsqueeze(0).expand(timesteps, *x.shape)
+    if encoding == "rate":
+        gen = generator if generator is not None else torch.Generator(device=x.device).manual_seed(seed)
+        p = x.clamp(0, 1).unsqueeze(0).expand(timesteps, *x.shape)
+        return torch.bernoulli(p, generator=gen)
+    raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
 
 
 # ---------------------------------------------------------------- stateless layers in time

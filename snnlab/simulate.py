@@ -4,9 +4,14 @@ The network's output layer integrates without spiking; its mean over steps 1..t 
 answer after t steps. Because every neuron is causal, the prefix t of a T-step run is exactly a
 t-step run, so one simulation to T_max gives the whole accuracy-vs-T curve.
 
+A long run can be fed in chunks of steps (`chunk`): the neurons keep V between calls, so memory
+grows with the chunk instead of T, and the outputs are bitwise those of one pass.
+
 `Probe` records what the energy model and the figures need, in memory that does not grow with
 the data set: per layer and step, the spikes of each `Neuron` layer and the events (non-zero
 inputs) reaching each Conv2d/Linear; optionally H[t], V[t] and S[t] of a few neurons of sample 0.
+It works through forward hooks only, so the neurons know nothing of it. (`encode`, the input over
+time, lives in neurons.py; `from snnlab.simulate import encode` still works.)
 
 Taught in notebooks 00 (encoding), 02 (accuracy vs T) and 04 (rasters and traces).
 """
@@ -16,43 +21,43 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .neurons import Neuron, TimeBatched, check_images, check_timesteps, reset
-
-ENCODINGS = ("direct", "rate")
-
-
-def encode(x: torch.Tensor, timesteps: int, encoding: str = "direct", seed: int = 0) -> torch.Tensor:
-    """Turn images into the SNN's input over time.
-
-    direct: X[t] = x at every step (an expanded view: no copy; the first layer runs once).
-    rate: X[t] ~ Bernoulli(clip(x, 0, 1)), a fresh draw each step (Poisson-like rate code).
-
-    Shapes: x: [B, ...] → [T, B, ...].
-    """
-    check_timesteps(timesteps)
-    if encoding == "direct":
-        return x.unsqueeze(0).expand(timesteps, *x.shape)
-    if encoding == "rate":
-        gen = torch.Generator(device=x.device).manual_seed(seed)
-        p = x.clamp(0, 1).unsqueeze(0).expand(timesteps, *x.shape)
-        return torch.bernoulli(p, generator=gen)
-    raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
+from .neurons import Neuron, TimeBatched, check_images, check_timesteps, encode, if_step, neurons, reset
 
 
 @torch.no_grad()
-def simulate(snn: nn.Module, x: torch.Tensor, timesteps: int, encoding: str = "direct") -> torch.Tensor:
-    """The SNN's output after each step: out[t] = (1/(t+1))·Σ_{k≤t} Y_out[k].
+def simulate(snn: nn.Module, x: torch.Tensor, timesteps: int, encoding: str = "direct",
+             chunk: int | None = None) -> torch.Tensor:
+    """The SNN's output after each step: out[t] = (1/t)·Σ_{k≤t} Y_out[k], t = 1..T.
 
     Args:
         snn: a converted network (`convert.convert`). x: images [B, C, H, W]. timesteps: T ≥ 1.
+        encoding: "direct" or "rate" (`neurons.encode`; the rate code is drawn with seed 0).
+        chunk: feed the T steps this many at a time (None: all in one pass). Memory then grows with
+            chunk·B instead of T·B, and the result is bitwise the same. Chunk long runs, T in the
+            hundreds: on 64 digits images T = 1024 takes +1.0 GB in one pass, +87 MB in chunks of
+            64, in the same time (bench/memory.py). For the T ≤ 64 of the notebooks one pass is fine.
 
     Shapes: x: [B, ...] → out: [T, B, classes].
     """
+    check_timesteps(timesteps)
+    _check_chunk(chunk)
     _check_input(snn, x)
     reset(snn)
-    y = snn(encode(x, timesteps, encoding))  # [T, B, classes]
-    steps = torch.arange(1, timesteps + 1, device=y.device, dtype=y.dtype).view(-1, *[1] * (y.dim() - 1))
-    return y.cumsum(0) / steps  # [T, B, classes]
+    generator = torch.Generator(device=x.device).manual_seed(0)  # the rate code, drawn chunk after chunk
+    size, sums = chunk or timesteps, []
+    for start in range(0, timesteps, size):
+        y = snn(encode(x, min(size, timesteps - start), encoding, generator=generator))  # [k, B, classes]
+        # Σ Y_out continued from the chunk before, in float64: CPU cumsum adds float32 in float64
+        # internally, so a float32 carry would round where one pass does not.
+        before = sums[-1][-1:] if sums else torch.zeros_like(y[:1], dtype=torch.float64)  # [1, B, classes]
+        sums.append(torch.cat([before, y.double()]).cumsum(0)[1:])  # [k, B, classes]
+    steps = torch.arange(1, timesteps + 1, device=y.device, dtype=torch.float64).view(-1, *[1] * (y.dim() - 1))
+    return (torch.cat(sums) / steps).to(y.dtype)  # [T, B, classes]
+
+
+def _check_chunk(chunk) -> None:
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1):
+        raise ValueError(f"chunk must be None (one pass) or an integer ≥ 1 (steps per call), got {chunk!r}")
 
 
 def _check_input(snn: nn.Module, x: torch.Tensor) -> None:
@@ -79,12 +84,13 @@ def _input_shape(snn: nn.Module) -> tuple | None:
 
 
 def evaluate_snn(snn: nn.Module, loader, timesteps: int, max_batches: int | None = None,
-                 progress: bool = True) -> torch.Tensor:
+                 progress: bool = True, chunk: int | None = None) -> torch.Tensor:
     """Accuracy (%) after each step t = 1..T over a data loader, from one simulation per batch.
 
     Args:
         loader: yields (images, labels). Run it inside a `Probe` to count spikes as well.
         max_batches: stop after this many batches (None: all).
+        chunk: steps per call of the network (see `simulate`; None: all T at once).
 
     Returns: accuracy, a tensor [T] (accuracy[t − 1] is the accuracy after t steps).
     """
@@ -94,7 +100,7 @@ def evaluate_snn(snn: nn.Module, loader, timesteps: int, max_batches: int | None
     for i, (x, labels) in enumerate(batches):
         if max_batches is not None and i >= max_batches:
             break
-        out = simulate(snn, x, timesteps)  # [T, B, classes]
+        out = simulate(snn, x, timesteps, chunk=chunk)  # [T, B, classes]
         correct += (out.argmax(-1) == labels).sum(1).float().cpu()
         total += len(labels)
     if total == 0:
@@ -111,9 +117,14 @@ class Probe:
         probe.spikes["features.2"]     # [T] spikes of that layer per step, summed over samples
         probe.spike_rate()             # {layer: spikes per neuron over all T}, r_l of the energy model
 
-    Attributes (per layer name, accumulated over every call):
+    A call of the network right after `reset` starts a run at step 1; any other call continues the
+    run (a chunked `simulate`), so its counts land at its own steps and its traces are appended.
+
+    Attributes (per layer name, accumulated over every run, all runs of one T):
         spikes, events: [T] counts per step; neurons, inputs: units per sample; samples: samples seen;
-        macs: MACs per sample and step of each Conv2d/Linear (F_l); traces: {layer: {"h", "v", "s": [T, k]}}.
+        macs: MACs per sample and step of each Conv2d/Linear (F_l);
+        traces: {layer: {"h", "v", "s": [T, k]}}, H[t], V[t], S[t] of the first k neurons of sample 0
+        in the last run, replayed with `neurons.if_step` from the layer's input and V before it.
 
     Args:
         snn: the converted network. trace: how many neurons of sample 0 to trace per layer (0: none).
@@ -122,41 +133,88 @@ class Probe:
     def __init__(self, snn: nn.Module, trace: int = 0):
         self.snn, self.trace = snn, trace
         self.spikes, self.events, self.neurons, self.inputs, self.macs, self.samples = {}, {}, {}, {}, {}, {}
-        self.traces, self._hooks = {}, []
+        self.traces, self._hooks, self._before = {}, [], {}
+        self._start, self._end, self._length = 0, 0, None  # this call's steps [start, end) of the run; T of runs
 
     def __enter__(self) -> "Probe":
+        self._hooks.append(self.snn.register_forward_pre_hook(self._on_call))
         for name, m in self.snn.named_modules():
             if isinstance(m, Neuron):
+                if self.trace:
+                    self._hooks.append(m.register_forward_pre_hook(partial(self._before_neuron, name)))
                 self._hooks.append(m.register_forward_hook(partial(self._on_neuron, name)))
-                m.trace = {"index": slice(0, self.trace), "h": [], "v": []} if self.trace else None
             elif isinstance(m, TimeBatched) and isinstance(m.layer, (nn.Conv2d, nn.Linear)):
                 self._hooks.append(m.register_forward_hook(partial(self._on_synapse, name)))
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
         for h in self._hooks:
             h.remove()
-        for m in self.snn.modules():
-            if isinstance(m, Neuron):
-                m.trace = None
+        self._hooks, self._before = [], {}
+        if exc_type is None:
+            self._end_run()
+
+    def _on_call(self, module, inputs):
+        """Place this call in time: after `reset` (every V is None) a new run, else the run goes on."""
+        fresh = all(m.v is None for m in neurons(self.snn).values())
+        if fresh:
+            self._end_run()
+        start = 0 if fresh else self._end
+        end = start + inputs[0].shape[0]  # inputs[0]: [T, B, ...]
+        if self._length is not None and end > self._length:
+            raise ValueError(f"this Probe recorded runs of T={self._length}, this one reaches step {end}; "
+                             "open a new Probe for each T")
+        self._start, self._end = start, end
+
+    def _end_run(self):
+        """The run that ended fixes T for this Probe, or must have the T of the runs before it."""
+        if self._end == 0:  # no run yet
+            return
+        if self._length is None:
+            self._length = self._end
+        elif self._end != self._length:
+            raise ValueError(f"this Probe recorded runs of T={self._length}, then one of T={self._end}; "
+                             "open a new Probe for each T")
+
+    def _count(self, store: dict, name: str, counts: torch.Tensor, samples: int) -> None:
+        """Add this call's per-step counts ([k]) at its steps of the run; the first run grows the record."""
+        total = store.get(name, torch.zeros(0))
+        if len(total) < self._end:
+            total = torch.cat([total, torch.zeros(self._end - len(total))])  # [end]
+        total[self._start:self._end] += counts
+        store[name] = total
+        if self._start == 0:  # a run's later chunks bring no new samples
+            self.samples[name] = self.samples.get(name, 0) + samples
 
     def _on_neuron(self, name, module, inputs, out):
         fired = out != 0  # [T, B, ...]
-        _add(self.spikes, name, fired.flatten(2).sum((1, 2)).float().cpu())  # [T]
-        self.neurons[name], self.samples[name] = out[0, 0].numel(), self.samples.get(name, 0) + out.shape[1]
-        if module.trace is not None:
+        self._count(self.spikes, name, fired.flatten(2).sum((1, 2)).float().cpu(), out.shape[1])  # [T]
+        self.neurons[name] = out[0, 0].numel()
+        if name in self._before:
             self._keep_trace(name, module, fired)
 
-    def _keep_trace(self, name, module, fired):
-        index = module.trace["index"]
-        self.traces[name] = {"h": torch.stack(module.trace["h"]).cpu(), "v": torch.stack(module.trace["v"]).cpu(),
-                             "s": fired[:, 0].flatten(1)[:, index].float().cpu()}  # [T, k] each
-        module.trace["h"], module.trace["v"] = [], []
+    def _before_neuron(self, name, module, inputs):
+        x = inputs[0]  # [T, B, ...]
+        self._before[name] = (x[:, :1].detach(), module.potential(x)[:1].detach())  # sample 0: X, V before
+
+    @torch.no_grad()
+    def _keep_trace(self, name, module, fired):  # fired: [T, B, ...]
+        """H[t], V[t] of sample 0, replayed with `if_step`; S[t] as the layer fired. Appended within a run."""
+        x, v = self._before.pop(name)  # [T, 1, ...], [1, ...]
+        charged, potentials = [], []
+        for t in range(x.shape[0]):
+            charged.append(module.leak * v + x[t])  # H[t], as if_step charges
+            _, v = if_step(x[t], v, module.threshold, module.leak, module.reset)
+            potentials.append(v)
+        new = {"h": torch.stack(charged), "v": torch.stack(potentials), "s": fired[:, :1].float()}  # [T, 1, ...]
+        new = {key: value.flatten(1)[:, :self.trace].cpu() for key, value in new.items()}  # [T, k] each
+        old = self.traces.get(name) if self._start > 0 else None
+        self.traces[name] = new if old is None else {key: torch.cat([old[key], new[key]]) for key in new}
 
     def _on_synapse(self, name, module, inputs, out):
         x = inputs[0]  # [T, B, ...]
-        _add(self.events, name, (x != 0).flatten(2).sum((1, 2)).float().cpu())  # [T]
-        self.inputs[name], self.samples[name] = x[0, 0].numel(), self.samples.get(name, 0) + x.shape[1]
+        self._count(self.events, name, (x != 0).flatten(2).sum((1, 2)).float().cpu(), x.shape[1])  # [T]
+        self.inputs[name] = x[0, 0].numel()
         layer = module.layer
         per_output = layer.in_features if isinstance(layer, nn.Linear) else \
             layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
@@ -169,9 +227,3 @@ class Probe:
     def event_rate(self) -> dict:
         """Events (non-zero inputs) per input unit over all T, per Conv2d/Linear layer: r_{l−1}."""
         return {n: self.events[n].sum().item() / (self.inputs[n] * self.samples[n]) for n in self.events}
-
-
-def _add(store: dict, name: str, value: torch.Tensor) -> None:
-    if name in store and len(store[name]) != len(value):
-        raise ValueError(f"this Probe recorded runs of T={len(store[name])}; open a new Probe for T={len(value)}")
-    store[name] = store[name] + value if name in store else value

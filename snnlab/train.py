@@ -8,9 +8,7 @@ Taught in notebook 00 (training the ANN) and reused by every notebook after it.
 """
 import hashlib
 import json
-import os
 import random
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .activations import activation_factory
-from .data import cache_dir, data_source, dataset_info, get_loaders
+from .data import cache_dir, check_writable, data_source, dataset_info, get_loaders, write_atomic
 from .models import build_model
 
 SCHEDULES = ("onecycle", "cosine")
@@ -75,7 +73,7 @@ def _check_train_args(epochs, lr, schedule, train_loader) -> None:
 
 def train_ann(model: nn.Module, train_loader, *, epochs: int, lr: float = 0.1,
               weight_decay: float = 5e-4, momentum: float = 0.9, schedule: str = "onecycle",
-              label_smoothing: float = 0.1, test_loader=None, progress: bool = True) -> dict:
+              label_smoothing: float = 0.1, test_loader=None, checkpoint=None, progress: bool = True) -> dict:
     """Train `model` with SGD (Nesterov) on cross-entropy with label smoothing; lr per batch.
 
     Weight decay applies to every parameter, trainable activation bounds λ included (as QCFS
@@ -85,13 +83,16 @@ def train_ann(model: nn.Module, train_loader, *, epochs: int, lr: float = 0.1,
 
     Args:
         model: the network; its parameters are updated in place.
-        train_loader: yields (x, y) batches; re-iterated every epoch.
+        train_loader: yields (x, y) batches; re-iterated every epoch; its `generator` (if any) is checkpointed.
         epochs: passes over `train_loader` (≥ 1).
         lr: peak learning rate (OneCycle) or initial one (cosine).
         weight_decay, momentum: of SGD.
         schedule: "onecycle" (25 % warm-up, then cosine annealing) or "cosine".
         label_smoothing: of the cross-entropy loss.
         test_loader: if given, test accuracy is measured after every epoch.
+        checkpoint: a file path, or None. The whole state is saved there after every epoch
+            (`save_training`), and a call that finds the file resumes after its last finished epoch,
+            ending exactly as an uninterrupted run would.
         progress: show a tqdm bar over epochs with the last loss and accuracies.
 
     Returns:
@@ -99,57 +100,108 @@ def train_ann(model: nn.Module, train_loader, *, epochs: int, lr: float = 0.1,
         (empty without test_loader), "seconds": training time of the epoch (without testing)}.
     """
     _check_train_args(epochs, lr, schedule, train_loader)
-    device = next(model.parameters()).device
     optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=True,
                                 weight_decay=weight_decay)
     scheduler = _scheduler(optimizer, schedule, lr, epochs * len(train_loader))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     history = {"loss": [], "train_acc": [], "test_acc": [], "seconds": []}
-    bar = tqdm(range(epochs), desc="train", unit="epoch", disable=not progress)
+    config = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "momentum": momentum,
+              "schedule": schedule, "label_smoothing": label_smoothing, "batches": len(train_loader)}
+    if checkpoint is not None:
+        history = resume_training(checkpoint, model, optimizer, scheduler, train_loader, config, history)
+    done = len(history["loss"])
+    bar = tqdm(range(done, epochs), initial=done, total=epochs, desc="train", unit="epoch", disable=not progress)
     model.to(memory_format=torch.channels_last)  # only 4-d weights change layout
     for _ in bar:
-        model.train()
-        start, loss_sum, correct, seen = time.perf_counter(), 0.0, 0, 0
-        for x, y in train_loader:
-            x, y = x.to(device), y.to(device)
-            if x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-            logits = model(x)  # [B, num_classes]
-            loss = loss_fn(logits, y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
+        start = time.perf_counter()
+        loss, accuracy = _train_epoch(model, train_loader, optimizer, scheduler, loss_fn)
         history["seconds"].append(time.perf_counter() - start)
-        history["loss"].append(loss_sum / seen)
-        history["train_acc"].append(100.0 * correct / seen)
+        history["loss"].append(loss)
+        history["train_acc"].append(accuracy)
         if test_loader is not None:
             history["test_acc"].append(evaluate(model, test_loader))
+        if checkpoint is not None:
+            save_training(checkpoint, model, optimizer, scheduler, train_loader, config, history)
         bar.set_postfix({key: round(values[-1], 3) for key, values in history.items()
                          if key != "seconds" and values})
     model.to(memory_format=torch.contiguous_format)
     return history
 
 
+def _train_epoch(model, loader, optimizer, scheduler, loss_fn) -> tuple:
+    """One pass over `loader` in channels_last, lr stepped per batch; returns (mean loss, training accuracy %)."""
+    model.train()
+    device = next(model.parameters()).device
+    loss_sum, correct, seen = 0.0, 0, 0
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = model(x)  # [B, num_classes]
+        loss = loss_fn(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        loss_sum += loss.item() * len(y)
+        correct += (logits.argmax(1) == y).sum().item()
+        seen += len(y)
+    return loss_sum / seen, 100.0 * correct / seen
+
+
 def save_checkpoint(path, model: nn.Module, meta: dict) -> None:
-    """Save the state dict of `model` and `meta` to `path`, atomically (temp file, then rename).
+    """Save the state dict of `model` and `meta` to `path`, atomically (`data.write_atomic`).
 
     `meta` may hold only what `torch.load(weights_only=True)` reads back: numbers, strings,
     None, tensors, and lists/dicts of those.
+
+    Raises: OSError naming `path` if it cannot be written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".pt.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"state_dict": model.state_dict(), "meta": meta}, f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_atomic(path, lambda f: torch.save({"state_dict": model.state_dict(), "meta": meta}, f))
+
+
+def save_training(path, model: nn.Module, optimizer, scheduler, loader, config: dict, history: dict) -> None:
+    """Checkpoint everything a resumed run needs to continue exactly (`resume_training` reads it back).
+
+    Weights, optimizer and lr-schedule state, PyTorch's global RNG (dropout), the loader's
+    `generator` (order and augmentation, if the loader has one), the run's `config` and `history`.
+    """
+    generator = getattr(loader, "generator", None)
+    save_checkpoint(path, model, {"config": config, "history": history, "optimizer": optimizer.state_dict(),
+                                  "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
+                                  "loader_rng": None if generator is None else generator.get_state()})
+
+
+def resume_training(path, model: nn.Module, optimizer, scheduler, loader, config: dict, history: dict) -> dict:
+    """Prepare a run that checkpoints to `path`: the history to continue from.
+
+    If `path` exists (`save_training`), loads it into model, optimizer, scheduler and the RNGs and
+    returns its history; else returns `history` (the empty one of a new run). If epochs are left to
+    train (fewer than `config["epochs"]`), checks now that `path`'s folder is writable
+    (`data.check_writable`), before any training; a finished run only reads.
+
+    Raises: ValueError naming `path` if it was saved by a run with another `config`.
+    """
+    if Path(path).exists():
+        history = _load_training(path, model, optimizer, scheduler, loader, config)
+    if len(history["loss"]) < config["epochs"]:
+        check_writable(Path(path).parent)
+    return history
+
+
+def _load_training(path, model: nn.Module, optimizer, scheduler, loader, config: dict) -> dict:
+    """Load a `save_training` checkpoint of a run with this `config` into the run; returns its history."""
+    meta = load_checkpoint(path, model)
+    if meta.get("config") != config:
+        raise ValueError(f"checkpoint {path} was saved by a run with {meta.get('config')}, not {config}: "
+                         "pass another checkpoint path or delete it")
+    optimizer.load_state_dict(meta["optimizer"])
+    scheduler.load_state_dict(meta["scheduler"])
+    torch.set_rng_state(meta["rng"])
+    generator = getattr(loader, "generator", None)
+    if generator is not None and meta["loader_rng"] is not None:
+        generator.set_state(meta["loader_rng"])
+    return meta["history"]
 
 
 def load_checkpoint(path, model: nn.Module) -> dict:
@@ -181,6 +233,9 @@ def get_ann(*, dataset: str = "cifar10", model: str = "vgg-mini", activation: st
     Checkpoints live in `cache_dir()/checkpoints/<model>-<dataset>-<activation>-<hash>.pt`, the
     hash covering the whole configuration, including where the data came from (`data_source`).
     The defaults reach about 80 % on the 10k CIFAR-10 subset in about 10 minutes on 2 CPU cores.
+    Training first checks that the folder is writable, then saves its state after every epoch to
+    `<name>.partial.pt`: a call after an interruption resumes there and ends with the weights an
+    uninterrupted run would have; the partial file is removed once the checkpoint is written.
 
     Args:
         dataset: "digits", "cifar10" or "cifar100".
@@ -212,12 +267,14 @@ def get_ann(*, dataset: str = "cifar10", model: str = "vgg-mini", activation: st
     if cached:
         meta = load_checkpoint(path, net)
     else:
+        partial = path.with_suffix(".partial.pt")  # saved after every epoch: an interrupted run resumes
         train_loader, test_loader = get_loaders(dataset, batch_size=batch_size, seed=seed,
                                                 train_size=train_size, test_size=test_size)
-        history = train_ann(net, train_loader, epochs=epochs, lr=lr, progress=progress)
+        history = train_ann(net, train_loader, epochs=epochs, lr=lr, checkpoint=partial, progress=progress)
         meta = dict(config=config, test_accuracy=evaluate(net, test_loader), history=history,
                     train_seconds=sum(history["seconds"]), torch_version=str(torch.__version__))
         save_checkpoint(path, net, meta)
+        partial.unlink()
     info = dict(config=config, test_accuracy=meta["test_accuracy"], history=meta["history"],
                 train_seconds=meta["train_seconds"], checkpoint=str(path), cached=cached)
     return net.eval(), info

@@ -35,7 +35,7 @@ from .energy import energy_report
 from .neurons import (SURROGATES, Neuron, SharedDropout, TimeBatched, check_timesteps,
                       learn_threshold_and_leak, neurons, reset)
 from .simulate import Probe, encode, evaluate_snn, simulate
-from .train import load_checkpoint, save_checkpoint
+from .train import resume_training, save_training
 
 MIN_THRESHOLD = 1e-3  # θ is kept above this: the surrogate's z = H/θ − 1 divides by θ
 WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
@@ -180,29 +180,6 @@ def _log_epoch(history: dict, snn, loss: float, accuracy: float, seconds: float,
         history["test_acc"].append(evaluate_snn(snn.eval(), test_loader, timesteps, progress=False)[-1].item())
 
 
-def _save(path, snn, optimizer, scheduler, loader, config: dict, history: dict) -> None:
-    """Checkpoint everything a resumed run needs to continue exactly: weights, optimizer, lr, RNGs."""
-    generator = getattr(loader, "generator", None)
-    save_checkpoint(path, snn, {"config": config, "history": history, "optimizer": optimizer.state_dict(),
-                                "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
-                                "loader_rng": None if generator is None else generator.get_state()})
-
-
-def _resume(path, snn, optimizer, scheduler, loader, config: dict) -> dict:
-    """Load the checkpoint at `path` into the run; returns the history of the epochs it finished."""
-    meta = load_checkpoint(path, snn)
-    if meta.get("config") != config:
-        raise ValueError(f"checkpoint {path} was saved by a run with {meta.get('config')}, not {config}: "
-                         "pass another checkpoint path (snn_checkpoint names one per configuration) or delete it")
-    optimizer.load_state_dict(meta["optimizer"])
-    scheduler.load_state_dict(meta["scheduler"])
-    torch.set_rng_state(meta["rng"])
-    generator = getattr(loader, "generator", None)
-    if generator is not None and meta["loader_rng"] is not None:
-        generator.set_state(meta["loader_rng"])
-    return meta["history"]
-
-
 def _adam(snn: nn.Module, lr: float, neuron_lr, weight_decay: float) -> torch.optim.Adam:
     """Adam (amsgrad): the weights at `lr`, each layer's θ and λ at `neuron_lr` (`lr` when None)."""
     own = [p for m in neurons(snn).values() for p in (m.threshold, m.leak) if isinstance(p, nn.Parameter)]
@@ -216,8 +193,9 @@ def train_snn(snn: nn.Module, train_loader, *, timesteps: int, epochs: int, lr: 
     """Train an SNN by backpropagation through time: loss = CE(Σ_t Y_out[t], label).
 
     Adam (amsgrad) with a cosine learning-rate decay per batch; λ ≤ 1 and θ ≥ θ_min after every step.
-    With `checkpoint`, the whole state is saved atomically after every epoch, and a call that finds
-    the file resumes after its last finished epoch (a finished run just loads: the file is a cache).
+    With `checkpoint`, its folder is checked writable before training, the whole state is saved
+    atomically after every epoch (`train.save_training`), and a call that finds the file resumes after
+    its last finished epoch (a finished run just loads: the file is a cache).
 
     Args:
         snn: from `diet_init`, or `convert` + `make_trainable`; trained in place, left in eval mode.
@@ -247,8 +225,8 @@ def train_snn(snn: nn.Module, train_loader, *, timesteps: int, epochs: int, lr: 
     optimizer = _adam(snn, lr, neuron_lr, weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(train_loader))
     history = {key: [] for key in ("loss", "train_acc", "test_acc", "seconds", "threshold", "leak")}
-    if checkpoint is not None and Path(checkpoint).exists():
-        history = _resume(checkpoint, snn, optimizer, scheduler, train_loader, config)
+    if checkpoint is not None:  # checks the folder is writable; resumes a run it finds there
+        history = resume_training(checkpoint, snn, optimizer, scheduler, train_loader, config, history)
     done = len(history["loss"])
     bar = tqdm(range(done, epochs), initial=done, total=epochs, desc=f"BPTT T={timesteps}", unit="epoch",
                disable=not progress)
@@ -257,7 +235,7 @@ def train_snn(snn: nn.Module, train_loader, *, timesteps: int, epochs: int, lr: 
         loss, accuracy = _train_epoch(snn, train_loader, optimizer, scheduler, timesteps, progress)
         _log_epoch(history, snn, loss, accuracy, time.perf_counter() - start, test_loader, timesteps)
         if checkpoint is not None:
-            _save(checkpoint, snn, optimizer, scheduler, train_loader, config, history)
+            save_training(checkpoint, snn, optimizer, scheduler, train_loader, config, history)
         bar.set_postfix(loss=round(loss, 3), test_acc=history["test_acc"][-1] if test_loader is not None else None)
     snn.eval()
     return history

@@ -1,4 +1,4 @@
-"""simulate.py: one pass gives every t ≤ T, direct encoding, the probe's counts, bad input."""
+"""simulate.py: one pass gives every t ≤ T, chunks give that pass bitwise, encoding, the probe, bad input."""
 import re
 
 import pytest
@@ -6,9 +6,11 @@ import torch
 from torch import nn
 
 from snnlab.convert import convert
+from snnlab.data import get_loaders
 from snnlab.models import build_model
 from snnlab.neurons import Neuron, TimeBatched, if_step, neurons, reset
 from snnlab.simulate import Probe, encode, evaluate_snn, simulate
+from snnlab.train import seed_everything, train_ann
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_probe_counts_spikes_events_and_traces(snn):
             assert torch.allclose(trace["v"][t], v, atol=1e-5) and torch.equal(trace["s"][t], s)
     first = next(iter(probe.events))
     assert probe.event_rate()[first] == pytest.approx(4 * (x != 0).float().mean().item())  # analog input
-    assert all(n.trace is None for n in neurons(snn).values())  # the probe cleans up
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in snn.modules())  # the probe cleans up
 
 
 def test_probe_refuses_mixed_timesteps(snn):
@@ -80,6 +82,71 @@ def test_probe_refuses_mixed_timesteps(snn):
         simulate(snn, torch.randn(2, 1, 8, 8), 4)
         with pytest.raises(ValueError, match="open a new Probe"):
             simulate(snn, torch.randn(2, 1, 8, 8), 5)
+    with pytest.raises(ValueError, match="T=4, then one of T=3"):  # a shorter run is caught when it ends
+        with Probe(snn):
+            simulate(snn, torch.randn(2, 1, 8, 8), 4)
+            simulate(snn, torch.randn(2, 1, 8, 8), 3, chunk=2)
+
+
+def _probed(snn, x, timesteps, **kwargs):
+    """simulate inside a Probe tracing 5 neurons per layer: (out, probe)."""
+    with Probe(snn, trace=5) as probe:
+        out = simulate(snn, x, timesteps, **kwargs)
+    return out, probe
+
+
+def _assert_same_record(a: Probe, b: Probe):
+    assert a.spikes.keys() == b.spikes.keys() and a.events.keys() == b.events.keys()
+    assert all(torch.equal(a.spikes[n], b.spikes[n]) for n in a.spikes)
+    assert all(torch.equal(a.events[n], b.events[n]) for n in a.events)
+    assert a.samples == b.samples and a.spike_rate() == b.spike_rate() and a.event_rate() == b.event_rate()
+    assert a.traces.keys() == b.traces.keys()
+    assert all(torch.equal(a.traces[n][k], b.traces[n][k]) for n in a.traces for k in "hvs")
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 10, 16])
+@pytest.mark.parametrize("encoding", ["direct", "rate"])
+def test_chunked_simulation_is_bitwise_one_pass(tiny, chunk, encoding):
+    _, images, _, snn = tiny
+    x = images[:8] if encoding == "direct" else images[:8].sigmoid()  # the rate code needs [0, 1]
+    out, probe = _probed(snn, x, 10, encoding=encoding)
+    chunked, chunked_probe = _probed(snn, x, 10, encoding=encoding, chunk=chunk)
+    assert torch.equal(out, chunked)
+    _assert_same_record(probe, chunked_probe)
+    assert all(len(p) == 10 for p in chunked_probe.spikes.values())
+    assert all(t["v"].shape == (10, 5) for t in chunked_probe.traces.values())
+
+
+def test_chunked_simulation_of_a_trained_digits_network_is_bitwise_one_pass():
+    seed_everything(0)
+    train_loader, test_loader = get_loaders("digits", batch_size=64, test_size=128)
+    ann = build_model("vgg-mini", num_classes=10, in_channels=1, image_size=8)
+    train_ann(ann, train_loader, epochs=2, lr=0.05, progress=False)
+    snn = convert(ann.eval(), train_loader.x[:256], threshold="p99", v_init=0.5)
+    with Probe(snn) as probe:
+        accuracy = evaluate_snn(snn, test_loader, 40, progress=False)  # two batches of 64
+    with Probe(snn) as chunked_probe:
+        chunked = evaluate_snn(snn, test_loader, 40, progress=False, chunk=16)  # 16 + 16 + 8 steps
+    assert torch.equal(accuracy, chunked) and accuracy[-1] > 90  # a trained network (≈ 96 %)
+    _assert_same_record(probe, chunked_probe)
+    assert chunked_probe.samples[next(iter(chunked_probe.spikes))] == 128
+    x = test_loader.x[:64]
+    _, traced = _probed(snn, x, 40)
+    _, chunked_traced = _probed(snn, x, 40, chunk=16)
+    _assert_same_record(traced, chunked_traced)
+
+
+def test_rate_code_drawn_in_parts_is_the_code_drawn_at_once():
+    x = torch.rand(4, 1, 8, 8)
+    generator = torch.Generator().manual_seed(7)
+    parts = torch.cat([encode(x, steps, "rate", generator=generator) for steps in (3, 1, 8)])
+    assert torch.equal(parts, encode(x, 12, "rate", seed=7))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True])
+def test_bad_chunk(snn, bad):
+    with pytest.raises(ValueError, match="chunk must be None"):
+        simulate(snn, torch.randn(2, 1, 8, 8), 4, chunk=bad)
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.0, True])

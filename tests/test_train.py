@@ -1,4 +1,6 @@
-"""Tests of the ANN part of snnlab.train: learning, schedules, checkpoints and the get_ann cache."""
+"""Tests of the ANN part of snnlab.train: learning, schedules, checkpoints, resuming and the get_ann cache."""
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -98,3 +100,70 @@ def test_get_ann_trains_once_then_loads(tmp_cache):
         assert torch.equal(a, b)
     _, other = train.get_ann(**{**kwargs, "levels": 3, "epochs": 1})
     assert other["checkpoint"] != info["checkpoint"] and not other["cached"]
+
+
+def test_get_ann_resumes_an_interrupted_training_bitwise(tmp_path, monkeypatch):
+    kwargs = dict(dataset="digits", epochs=3, lr=0.05, train_size=512, progress=False)  # 4 batches an epoch
+    monkeypatch.setenv("SNNLAB_CACHE", str(tmp_path / "whole"))
+    whole, whole_info = train.get_ann(**kwargs)
+
+    monkeypatch.setenv("SNNLAB_CACHE", str(tmp_path / "cut"))
+    save, saves = train.save_training, []
+
+    def interrupt_after_epoch_2(*args):
+        save(*args)
+        saves.append(1)
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(train, "save_training", interrupt_after_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train.get_ann(**kwargs)
+    monkeypatch.setattr(train, "save_training", save)
+    (partial,) = (tmp_path / "cut" / "checkpoints").iterdir()
+    assert partial.name.endswith(".partial.pt")
+    assert len(torch.load(partial, weights_only=True)["meta"]["history"]["loss"]) == 2
+
+    epoch, epochs_run = train._train_epoch, []
+    monkeypatch.setattr(train, "_train_epoch", lambda *args: epochs_run.append(1) or epoch(*args))
+    resumed, info = train.get_ann(**kwargs)
+    assert len(epochs_run) == 1 and not info["cached"]  # only the third epoch was trained again
+    assert info["history"]["loss"] == whole_info["history"]["loss"]
+    assert info["test_accuracy"] == whole_info["test_accuracy"]
+    assert all(torch.equal(a, b) for a, b in zip(whole.state_dict().values(), resumed.state_dict().values()))
+    assert [p.name for p in (tmp_path / "cut" / "checkpoints").iterdir()] == [Path(info["checkpoint"]).name]
+
+
+def test_training_refuses_an_unwritable_checkpoint_folder_before_it_starts(tmp_cache, monkeypatch):
+    tmp_cache.mkdir()
+    (tmp_cache / "checkpoints").write_text("a file where the folder should be")
+
+    def train_epoch(*args):
+        raise AssertionError("training started")
+    monkeypatch.setattr(train, "_train_epoch", train_epoch)
+    with pytest.raises(OSError, match=r"cannot write to .*checkpoints .*SNNLAB_CACHE="):
+        train.get_ann(dataset="digits", epochs=1, progress=False)
+
+
+def test_failed_checkpoint_save_names_the_file(tmp_path, monkeypatch):
+    def disk_full(obj, f):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match=r"net\.pt \(No space left on device\)"):
+        train.save_checkpoint(tmp_path / "net.pt", _digits_model(), {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_finished_checkpoint_only_reads_its_folder(tmp_path, monkeypatch):
+    def run():
+        train.seed_everything(0)
+        loader = get_loaders("digits", batch_size=64, train_size=128)[0]
+        return train.train_ann(_digits_model(), loader, epochs=1, checkpoint=tmp_path / "ann.pt", progress=False)
+    history = run()
+
+    def read_only(folder):
+        raise OSError(f"cannot write to {folder}")
+    monkeypatch.setattr(train, "check_writable", read_only)
+    assert run() == history  # loaded, nothing to train, nothing to save
+    (tmp_path / "ann.pt").unlink()
+    with pytest.raises(OSError, match="cannot write"):  # a run with epochs to train checks first
+        run()

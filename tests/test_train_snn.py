@@ -244,3 +244,15 @@ def test_broken_or_foreign_checkpoints_name_the_file(digits, tmp_path):
     ts.train_snn(snn, loader, timesteps=2, epochs=1, checkpoint=path, progress=False)
     with pytest.raises(ValueError, match="snn-broken.pt.*another checkpoint path"):
         ts.train_snn(snn, loader, timesteps=3, epochs=1, checkpoint=path, progress=False)
+
+
+def test_unwritable_checkpoint_folder_is_refused_before_training(tiny, tmp_path, monkeypatch):
+    snn = ts.make_trainable(copy.deepcopy(tiny[3]))
+    (tmp_path / "blocked").write_text("a file where the folder should be")
+
+    def train_epoch(*args):
+        raise AssertionError("training started")
+    monkeypatch.setattr(ts, "_train_epoch", train_epoch)
+    with pytest.raises(OSError, match=r"cannot write to .*blocked .*SNNLAB_CACHE="):
+        ts.train_snn(snn, [(tiny[1], tiny[2])], timesteps=2, epochs=1, checkpoint=tmp_path / "blocked" / "snn.pt",
+                     progress=False)

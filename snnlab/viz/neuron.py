@@ -140,7 +140,7 @@ def update_neuron(fig: go.Figure, current: float = 0.3, threshold: float = 1.0, 
     """Simulate one neuron (input `current`), 16 raster neurons and the rate curve; redraw in place.
 
     All neurons share θ = `threshold`, λ = `leak`, V[0] = `v_init`·θ and the reset; with `encoding="rate"`
-    each gets Bernoulli spikes of probability clip(X, 0, 1) instead of X (`simulate.encode`).
+    each gets Bernoulli spikes of probability clip(X, 0, 1) instead of X (`neurons.encode`).
     """
     currents = torch.cat([torch.tensor([float(current)]), RASTER_CURRENTS, RATE_CURRENTS])
     trace = _run_neurons(currents, timesteps, encoding, seed, threshold=threshold, leak=leak, v_init=v_init,
