@@ -34,7 +34,7 @@ from snnlab.data import class_interleaved, get_loaders  # noqa: E402
 from snnlab.simulate import evaluate_snn  # noqa: E402
 from snnlab.train import evaluate, get_ann, seed_everything  # noqa: E402
 from snnlab.train_snn import (diet_init, iir_schedule, make_trainable, paired_test, per_image_correct,  # noqa: E402
-                              score, snn_checkpoint, train_snn)
+                              score, train_snn)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -125,18 +125,14 @@ def run_all(args, ann, info) -> dict:
     sweep = pick_scale(ann, calibration, *held, [float(s) for s in args.scales.split(",")])
     scale = max(sweep, key=sweep.get)
     rates = dict(lr=args.lr, neuron_lr=args.neuron_lr)
-    common = dict(**rates, train_size=args.train_size, batch_size=args.batch_size, calibration=args.calibration,
-                  seed=args.seed)
     runs = []
 
     diet = diet_init(ann, calibration, scale=scale)
     start = score(diet, test_loader, 5)
-    path = snn_checkpoint("diet", info["checkpoint"], scale=scale, timesteps=5, epochs=args.diet_epochs, **common)
-    history = train_snn(diet, train_loader, timesteps=5, epochs=args.diet_epochs, checkpoint=path, **rates)
+    history = train_snn(diet, train_loader, timesteps=5, epochs=args.diet_epochs, cache="diet", **rates)
     runs.append(row("DIET-SNN", score(diet, test_loader, 5), start, history, ann_accuracy, args.diet_epochs))
 
-    stages = iir_schedule(diet, train_loader, timesteps=(4, 3, 2, 1), epochs=args.stage_epochs, checkpoint=path,
-                          **rates)
+    stages = iir_schedule(diet, train_loader, timesteps=(4, 3, 2, 1), epochs=args.stage_epochs, cache="iir", **rates)
     for t, (snn, stage_history) in stages.items():
         runs.append(row(f"IIR-SNN stage T = {t}", score(snn, test_loader, t), None, stage_history, ann_accuracy,
                         args.stage_epochs))
@@ -144,8 +140,7 @@ def run_all(args, ann, info) -> dict:
     total = args.diet_epochs + 4 * args.stage_epochs
     direct = diet_init(ann, calibration, scale=scale)
     start = score(direct, test_loader, 1)
-    path = snn_checkpoint("direct", info["checkpoint"], scale=scale, timesteps=1, epochs=total, **common)
-    history = train_snn(direct, train_loader, timesteps=1, epochs=total, checkpoint=path, **rates)
+    history = train_snn(direct, train_loader, timesteps=1, epochs=total, cache="direct", **rates)
     runs.append(row("direct jump to T = 1", score(direct, test_loader, 1), start, history, ann_accuracy, total))
     paired = paired_test(per_image_correct(stages[1][0], test_loader, 1), per_image_correct(direct, test_loader, 1))
     results = {"scale_sweep": sweep, "scale": scale, "train_images": len(train_loader.x),
@@ -159,8 +154,7 @@ def run_all(args, ann, info) -> dict:
     datta = make_trainable(convert(clip_ann, calibration, threshold="datta", timesteps=2), surrogate="boxcar",
                            leak=False)
     start = score(datta, test_loader, 2)
-    path = snn_checkpoint("datta", clip_info["checkpoint"], timesteps=2, epochs=args.datta_epochs, **common)
-    history = train_snn(datta, train_loader, timesteps=2, epochs=args.datta_epochs, checkpoint=path, **rates)
+    history = train_snn(datta, train_loader, timesteps=2, epochs=args.datta_epochs, cache="datta", **rates)
     runs.append(row("Datta & Beerel (clip ANN)", score(datta, test_loader, 2), start, history, clip_accuracy,
                     args.datta_epochs))
     results["anns"]["clip"] = {k: clip_info[k] for k in ("test_accuracy", "train_seconds", "checkpoint")}

@@ -37,7 +37,7 @@ from .data import DATASETS, get_loaders, write_atomic
 from .energy import E_MAC_PJ, FIRST_LAYER, count_macs, energy_report
 from .models import MODELS
 from .simulate import Probe, evaluate_snn
-from .train import evaluate, get_ann, seed_everything
+from .train import evaluate, prepare, seed_everything
 from .viz import compare_figure
 
 DEFAULT_METHODS = {"relu": "max@0,percentile@0,percentile@0.5,p99@0.5,mse@0.5,datta@0.5",
@@ -233,20 +233,20 @@ def _run_method(ann, method: Method, images, test_loader, macs: dict, config: Co
 
 
 def _prepare(config: CompareConfig) -> tuple:
-    """Train or load the ANN and load the calibration images and the test set."""
+    """Train or load the ANN and load the calibration images and the test set (`train.prepare`)."""
     seed_everything(config.seed)
-    train, test_loader = get_loaders(config.dataset, batch_size=config.batch_size, augment=False, seed=config.seed)
-    for option, value in (("--train-size", config.train_size), ("--calibration", config.calibration)):
-        if value is not None and value > len(train.x):
-            raise ValueError(f"{option} {value} is more than the {len(train.x)} training images of "
-                             f"{config.dataset}: pass at most {len(train.x)}")
+    available = len(get_loaders(config.dataset, augment=False)[0].x)
+    of_dataset = f"training images of {config.dataset}"
+    for option, value, most, what in (
+            ("--train-size", config.train_size, available, of_dataset),
+            ("--calibration", config.calibration, config.train_size or available,
+             "images of --train-size" if config.train_size else of_dataset)):
+        if value is not None and value > most:
+            raise ValueError(f"{option} {value} is more than the {most} {what}: pass at most {most}")
     epochs = {} if config.epochs is None else {"epochs": config.epochs}
-    ann, info = get_ann(dataset=config.dataset, model=config.model, activation=config.activation,
-                        levels=config.levels, train_size=config.train_size, seed=config.seed, **epochs)
-    calibration, _ = get_loaders(config.dataset, batch_size=config.calibration, train_size=config.calibration,
-                                 augment=False, seed=config.seed)
-    images, _ = next(iter(calibration))  # [N_cal, C, H, W]
-    return ann, info, images, test_loader
+    return prepare(dataset=config.dataset, model=config.model, activation=config.activation, levels=config.levels,
+                   train_size=config.train_size, calibration=config.calibration, batch_size=config.batch_size,
+                   seed=config.seed, **epochs)
 
 
 def run_compare(config: CompareConfig) -> dict:

@@ -11,6 +11,7 @@ import json
 import random
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from .data import cache_dir, check_writable, data_source, dataset_info, get_load
 from .models import build_model
 
 SCHEDULES = ("onecycle", "cosine")
+ANN_EPOCHS = 35  # get_ann's default: about 80 % on the 10k CIFAR-10 subset in 10 minutes on 2 cores
 
 
 # ---------------------------------------------------------------------------------------------
@@ -55,8 +57,9 @@ def evaluate(model: nn.Module, loader) -> float:
 def _scheduler(optimizer, schedule: str, lr: float, total_steps: int):
     """Per-batch lr schedule: OneCycle (25 % warm-up to `lr`) or cosine decay from `lr`."""
     if schedule == "onecycle":
+        warm_up = 0.25 if total_steps != 4 else 0.3  # OneCycleLR divides by warm_up·steps − 1: 0 at 4 steps
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
-                                                   pct_start=0.25, cycle_momentum=False)
+                                                   pct_start=warm_up, cycle_momentum=False)
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
 
 
@@ -225,7 +228,7 @@ def load_checkpoint(path, model: nn.Module) -> dict:
 
 
 def get_ann(*, dataset: str = "cifar10", model: str = "vgg-mini", activation: str = "relu",
-            levels: int = 4, epochs: int = 35, lr: float = 0.2, train_size=None, test_size=None,
+            levels: int = 4, epochs: int = ANN_EPOCHS, lr: float = 0.2, train_size=None, test_size=None,
             batch_size: int = 128, seed: int = 0, progress: bool = True):
     """A trained ANN: loaded from the checkpoint cache when its configuration was trained before,
     else trained (`train_ann`, OneCycle), tested and saved.
@@ -278,3 +281,40 @@ def get_ann(*, dataset: str = "cifar10", model: str = "vgg-mini", activation: st
     info = dict(config=config, test_accuracy=meta["test_accuracy"], history=meta["history"],
                 train_seconds=meta["train_seconds"], checkpoint=str(path), cached=cached)
     return net.eval(), info
+
+
+class Prepared(NamedTuple):
+    """What a conversion experiment starts from (`prepare`); unpack it or read it by name."""
+
+    ann: nn.Module  # the trained ANN, eval mode
+    info: dict  # `get_ann`'s info: test accuracy on all test images, history, checkpoint path
+    calibration: torch.Tensor  # [N_cal, C, H, W] training images that set the thresholds
+    test_loader: object  # a `data.TensorLoader` over the test images, classes interleaved
+
+
+def prepare(*, dataset: str = "cifar10", model: str = "vgg-mini", activation: str = "relu", levels: int = 4,
+            epochs: int = ANN_EPOCHS, train_size=None, calibration: int = 1000, test_size=None, batch_size: int = 100,
+            seed: int = 0, progress: bool = True) -> Prepared:
+    """The setup of every notebook, `snnlab compare` and the benchmarks: ANN, calibration images, test loader.
+
+    The ANN comes from `get_ann` (cached); the calibration images are the first `calibration` of a
+    seeded shuffled pass over the ANN's own training images (no augmentation); the test loader holds
+    `test_size` test images (None: all), class-balanced and interleaved, in batches of `batch_size`.
+
+    Args: as `get_ann` (dataset, model, activation, levels, epochs, train_size, seed, progress), and
+        calibration: how many training images set the thresholds (≤ the training images).
+        test_size, batch_size: of the test loader.
+
+    Returns: `Prepared(ann, info, calibration, test_loader)`. Notebooks 01–05.
+    """
+    valid = not isinstance(calibration, bool) and isinstance(calibration, int) and calibration >= 1
+    train, _ = get_loaders(dataset, batch_size=calibration if valid else 1, train_size=train_size, augment=False,
+                           seed=seed)
+    if not valid or calibration > len(train.x):  # checked before any training
+        raise ValueError(f"calibration must be an integer from 1 to {len(train.x)} (the training images), "
+                         f"got {calibration!r}")
+    ann, info = get_ann(dataset=dataset, model=model, activation=activation, levels=levels, epochs=epochs,
+                        train_size=train_size, seed=seed, progress=progress)
+    images, _ = next(iter(train))  # [N_cal, C, H, W]
+    _, test_loader = get_loaders(dataset, batch_size=batch_size, test_size=test_size, augment=False, seed=seed)
+    return Prepared(ann, info, images, test_loader)

@@ -8,9 +8,8 @@ import torch
 
 from snnlab import cli, data
 from snnlab.convert import convert
-from snnlab.data import get_loaders
 from snnlab.simulate import Probe, evaluate_snn
-from snnlab.train import get_ann
+from snnlab.train import prepare
 
 ARGS = ["compare", "--dataset", "digits", "--epochs", "1", "--methods", "max@0,mse@0.5",
         "--timesteps", "1,2,4", "--calibration", "200", "--batch-size", "128"]
@@ -57,10 +56,9 @@ def test_one_pass_rows_equal_a_separate_run_at_each_t(compare_run, tmp_path, mon
     """max@0 is simulated once to T = 4; its T = 2 row must equal a fresh 2-step run and Probe."""
     _, result, out = compare_run
     monkeypatch.setenv("SNNLAB_CACHE", str(out.parent / "cache"))
-    ann, _ = get_ann(dataset="digits", epochs=1, progress=False)
-    calibration, _ = get_loaders("digits", batch_size=200, train_size=200, augment=False)
-    _, test_loader = get_loaders("digits", batch_size=128, augment=False)
-    snn = convert(ann, next(iter(calibration))[0], threshold="max", timesteps=2, v_init=0.0)
+    ann, _, calibration, test_loader = prepare(dataset="digits", epochs=1, calibration=200, batch_size=128,
+                                               progress=False)  # the setup `snnlab compare` makes
+    snn = convert(ann, calibration, threshold="max", timesteps=2, v_init=0.0)
     with Probe(snn) as probe:
         accuracy = evaluate_snn(snn, test_loader, 2, progress=False)
     spikes = sum(s.sum().item() for s in probe.spikes.values()) / \

@@ -1,8 +1,14 @@
 """The facts the notebooks state, checked with the notebooks' own calls and knobs.
 
-Each notebook's knobs are read from its knobs cell (run with `CI` set, as CI runs the notebooks, so
-the CIFAR tests share the CI-size checkpoint that `pytest --nbval-lax notebooks/` trains or loads).
-Tests marked `cifar` need `SNNLAB_DATA` (see conftest.py).
+Each notebook's knobs are read from its knobs cell (run with `CI` set, as CI runs the notebooks). Notebooks
+01–05 train their ANN with the same knobs in CI as elsewhere (8 epochs on 5,000 images): a 3-epoch network
+was too fragile for these facts (at T = 1 both recipes of notebook 01 sat at chance on one CPU and not on
+another). So the tests share the checkpoint that `pytest --nbval-lax notebooks/` trains or loads.
+
+A network trained on another CPU, or in another process, is not bitwise this one (float kernels differ), so
+every assertion on a trained network is an inequality whose margin holds on the networks that three CPU
+settings train: the comments give the measured values, AVX-512 (default here) and AVX2
+(`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`). Tests marked `cifar` need `SNNLAB_DATA` (see conftest.py).
 """
 import json
 import os
@@ -15,10 +21,9 @@ import torch
 from snnlab import widgets
 from snnlab.analysis import expected_error, first_spike_step, layer_errors
 from snnlab.convert import RECIPES, convert, fold_batchnorm, record_preactivations
-from snnlab.data import get_loaders
 from snnlab.neurons import Neuron, clip_floor, neurons
 from snnlab.simulate import Probe, encode, evaluate_snn, simulate
-from snnlab.train import get_ann, seed_everything
+from snnlab.train import get_ann, prepare, seed_everything
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -92,19 +97,16 @@ def test_00_details_block_rates_of_x_equal_0_3(timesteps, v_init, rate):
 # ---------------------------------------------------------------- notebooks 01–03: CIFAR-10
 @pytest.fixture(scope="module")
 def cifar():
-    """Notebooks 01–03's shared ANN and data, built with their calls and their (CI) knobs."""
+    """Notebooks 01–03's shared ANN and data, built with their call (`prepare`) and their knobs."""
     k = knobs("01_preactivation_distributions.ipynb")
     for name in ("02_conversion_error.ipynb", "03_potential_initialization.ipynb"):
         shared = {key: knobs(name)[key] for key in ("DATASET", "MODEL", "TRAIN_SIZE", "EPOCHS", "CALIBRATION",
                                                      "EVAL_SIZE", "MAX_SAMPLES", "SEED")}
         assert shared.items() <= k.items(), f"{name} must use notebook 01's ANN knobs, so the checkpoint is shared"
     seed_everything(k["SEED"])
-    model, info = get_ann(dataset=k["DATASET"], model=k["MODEL"], epochs=k["EPOCHS"], train_size=k["TRAIN_SIZE"],
-                          seed=k["SEED"], progress=False)
-    train_loader, _ = get_loaders(k["DATASET"], batch_size=k["CALIBRATION"], train_size=k["TRAIN_SIZE"],
-                                  augment=False, seed=k["SEED"])
-    calibration, _ = next(iter(train_loader))
-    _, test_loader = get_loaders(k["DATASET"], batch_size=100, test_size=k["EVAL_SIZE"], seed=k["SEED"])
+    model, info, calibration, test_loader = prepare(dataset=k["DATASET"], model=k["MODEL"], epochs=k["EPOCHS"],
+                                                    train_size=k["TRAIN_SIZE"], calibration=k["CALIBRATION"],
+                                                    test_size=k["EVAL_SIZE"], seed=k["SEED"], progress=False)
     return dict(knobs=k, model=model, calibration=calibration, test_loader=test_loader, images=test_loader.x[::3],
                 labels=test_loader.y[::3])
 
@@ -134,6 +136,7 @@ def test_01_distribution_aware_fits_beat_the_percentile_rule_at_low_t(cifar):
             assert errors["datta"][layer]["total"]["mse"] < errors["percentile"][layer]["total"]["mse"], layer
         accuracy = {recipe: evaluate_snn(snn, cifar["test_loader"], timesteps, progress=False)[-1].item()
                     for recipe, snn in fits.items()}
+        # T = 1: 45.0 vs 11.0 (AVX-512), 44.3 vs 13.0 (AVX2); T = 2: 51.7 vs 36.3, 53.7 vs 44.0 %
         assert accuracy["datta"] > accuracy["percentile"] + 5, (timesteps, accuracy)
 
 
@@ -208,7 +211,7 @@ def test_02_widget_a_third_of_theta_wins_at_t_1(cifar):
                                             max_timesteps=k["T_MAX"]).children
     next(c for c in row.children if c.description == "θ × scale").value = 0.3
     scaled, unscaled = (next(fig.select_traces(selector=dict(name=n))).y for n in ("θ × scale", "θ × 1"))
-    assert scaled[0] > unscaled[0] + 15  # at t = 1
+    assert scaled[0] > unscaled[0] + 15  # at t = 1: 53 vs 8 (AVX-512), 54 vs 11 (AVX2) %
 
 def test_03_uniform_input_error_matches_the_expected_error():
     k = knobs("03_potential_initialization.ipynb")
@@ -232,7 +235,7 @@ def test_03_half_theta_beats_zero_at_t_check_and_is_the_per_layer_optimum(cifar)
             for v in (0.0, 0.5, "optimal")}
     accuracy = {v: evaluate_snn(snn, cifar["test_loader"], k["T_CHECK"], progress=False)[-1].item()
                 for v, snn in snns.items() if v != "optimal"}
-    assert accuracy[0.5] > accuracy[0.0] + 15, accuracy
+    assert accuracy[0.5] > accuracy[0.0] + 15, accuracy  # 47.7 vs 11.0 (AVX-512), 54.3 vs 9.3 (AVX2) %
     assert all(n.v_init.item() == 0.5 for n in neurons(snns["optimal"]).values())
     with Probe(snns[0.0]) as zero:
         simulate(snns[0.0], cifar["images"], k["T_MAX"])
@@ -250,7 +253,7 @@ def test_03_qcfs_network_needs_half_theta(cifar):
                       epochs=k["EPOCHS"], train_size=k["TRAIN_SIZE"], seed=k["SEED"], progress=False)
     accuracy = {v: evaluate_snn(convert(qcfs, cifar["calibration"], threshold="bound", v_init=v), cifar["test_loader"],
                                 k["LEVELS"], progress=False)[-1].item() for v in (0.0, 0.5)}
-    assert accuracy[0.5] > accuracy[0.0] + 15, accuracy
+    assert accuracy[0.5] > accuracy[0.0] + 15, accuracy  # 56.7 vs 10.0 (AVX-512), 54.7 vs 10.0 (AVX2) %
 
 
 
@@ -261,7 +264,14 @@ def test_03_widget_a_start_above_half_theta_wins_at_t_1_but_not_at_t_check(cifar
     # all EVAL_SIZE test images, not the notebook's 100 for figures: on 100 the T = 4 order is noise
     scored = cifar["test_loader"]
     row, fig = widgets.potential_app(snn, scored.x, scored.y, timesteps=k["T_CHECK"], max_timesteps=k["T_MAX"]).children
-    next(c for c in row.children if c.description == "V[0] / θ").value = 0.75
-    above, half = (next(fig.select_traces(selector=dict(name=n))).y for n in ("V[0] = v·θ", "V[0] = θ/2"))
-    assert above[0] > half[0] + 5  # at t = 1 (CI net, 300 images: 26.0 vs 12.3 %)
-    assert above[k["T_CHECK"] - 1] < half[k["T_CHECK"] - 1]
+    slider = next(c for c in row.children if c.description == "V[0] / θ")
+
+    def curves():
+        return [next(fig.select_traces(selector=dict(name=n))).y for n in ("V[0] = v·θ", "V[0] = θ/2")]
+
+    slider.value = 0.75
+    above, half = curves()
+    assert above[0] > half[0] + 5  # at t = 1: 36.7 vs 11.0 (AVX-512), 34.0 vs 13.0 (AVX2) %
+    slider.value = 0.9  # "V[0] close to θ ... the accuracy drops again"
+    above, half = curves()
+    assert above[k["T_CHECK"] - 1] < half[k["T_CHECK"] - 1] - 5  # at T = 4: 30.3 vs 47.7, 23.7 vs 54.3 %

@@ -61,6 +61,17 @@ def test_schedules_peak_and_decay():
     assert onecycle[-1] < 1e-3 and cosine[0] == 0.3 and cosine[-1] < 1e-3
 
 
+@pytest.mark.parametrize("steps", range(1, 10))
+def test_onecycle_runs_on_a_handful_of_steps(steps):
+    """torch's OneCycleLR divides by warm-up·steps − 1, zero at 25 % of 4 steps: a 1-epoch run on 500 images."""
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
+    scheduler = train._scheduler(optimizer, "onecycle", 0.3, total_steps=steps)
+    for _ in range(steps):
+        optimizer.step()
+        scheduler.step()
+        assert 0 <= optimizer.param_groups[0]["lr"] <= 0.3
+
+
 @pytest.mark.parametrize("kwargs, match", [({"epochs": 0}, "epochs"),
                                            ({"epochs": 1, "lr": 0}, "lr"),
                                            ({"epochs": 1, "schedule": "step"}, "onecycle")])
@@ -100,6 +111,21 @@ def test_get_ann_trains_once_then_loads(tmp_cache):
         assert torch.equal(a, b)
     _, other = train.get_ann(**{**kwargs, "levels": 3, "epochs": 1})
     assert other["checkpoint"] != info["checkpoint"] and not other["cached"]
+
+
+def test_prepare_gives_the_cached_ann_its_calibration_images_and_a_balanced_test_loader(tmp_cache):
+    kwargs = dict(dataset="digits", epochs=1, train_size=600, seed=3)
+    ann, info, calibration, test_loader = train.prepare(**kwargs, calibration=50, test_size=200, batch_size=64,
+                                                        progress=False)
+    model, same = train.get_ann(**kwargs, progress=False)
+    assert same["cached"] and same["checkpoint"] == info["checkpoint"]
+    first_pass, _ = get_loaders("digits", batch_size=50, train_size=600, augment=False, seed=3)
+    assert torch.equal(calibration, next(iter(first_pass))[0])  # the ANN's own training images, unaugmented
+    assert len(test_loader.x) == 200 and test_loader.batch_size == 64
+    assert torch.bincount(test_loader.y[:20]).tolist() == [2] * 10  # any prefix holds every class
+    for bad in (0, 601, 2.5, True):
+        with pytest.raises(ValueError, match=rf"calibration must be an integer from 1 to 600 .*got {bad!r}"):
+            train.prepare(**kwargs, calibration=bad, progress=False)
 
 
 def test_get_ann_resumes_an_interrupted_training_bitwise(tmp_path, monkeypatch):

@@ -204,11 +204,37 @@ def test_paired_test_is_the_exact_mcnemar_test():
         ts.paired_test(a, b[:-1])
 
 
-def test_snn_checkpoint_names_follow_the_configuration(tmp_cache):
-    a = ts.snn_checkpoint("diet", "/x/ann-abc.pt", timesteps=5, lr=1e-3)
-    assert a == ts.snn_checkpoint("diet", "/elsewhere/ann-abc.pt", lr=1e-3, timesteps=5)
-    assert a != ts.snn_checkpoint("diet", "/x/ann-abc.pt", timesteps=4, lr=1e-3)
-    assert a.parent == tmp_cache / "checkpoints" and a.name.startswith("snn-diet-")
+def test_cache_names_follow_the_start_the_data_and_the_arguments(digits, tmp_cache):
+    ann, _, _, images = digits
+    start = ts.diet_init(ann, images, scale=0.7)
+    config = {"timesteps": 2, "epochs": 1, "lr": 1e-3}
+    path = ts.cache_path("diet", start, _small_loader(128), config)
+    assert path.parent == tmp_cache / "checkpoints" and path.name.startswith("snn-diet-")
+    assert path == ts.cache_path("diet", copy.deepcopy(start), _small_loader(128), dict(config))  # same run
+    moved = copy.deepcopy(start)
+    with torch.no_grad():
+        moved.features[2].threshold.mul_(1.001)
+    others = [ts.cache_path("diet", moved, _small_loader(128), config),  # another start
+              ts.cache_path("diet", start, _small_loader(128, seed=1), config),  # other images
+              ts.cache_path("diet", start, _small_loader(128), {**config, "timesteps": 3}),  # another T
+              ts.cache_path("direct", start, _small_loader(128), config)]  # another name
+    assert len({path, *others}) == 5
+    with pytest.raises(ValueError, match="cache='diet' fingerprints .* got a list: pass checkpoint="):
+        ts.cache_path("diet", start, [(images, images)], config)
+
+
+def test_cached_run_is_found_again_and_iir_stages_are_cached_by_their_start(digits, tmp_cache, monkeypatch):
+    ann, _, _, images = digits
+    start = ts.diet_init(ann, images, scale=0.7)
+    first = ts.iir_schedule(start, _small_loader(128), timesteps=(2, 1), epochs=1, lr=1e-3, cache="iir",
+                            progress=False)
+    assert len(list((tmp_cache / "checkpoints").glob("snn-iir-*.pt"))) == 2
+    monkeypatch.setattr(ts, "_train_epoch", lambda *a, **k: pytest.fail("a cached stage was trained again"))
+    again = ts.iir_schedule(start, _small_loader(128), timesteps=(2, 1), epochs=1, lr=1e-3, cache="iir",
+                            progress=False)
+    for t in (2, 1):
+        assert all(torch.equal(a, b) for a, b in zip(first[t][0].state_dict().values(),
+                                                      again[t][0].state_dict().values()))
 
 
 @pytest.mark.parametrize("call, match", [
