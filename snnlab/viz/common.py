@@ -5,6 +5,8 @@ import plotly.graph_objects as go
 import torch
 from plotly.subplots import make_subplots
 
+from ..simulate import simulate
+
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")  # Okabe–Ito
 PART_COLORS = {"clipping": "#D55E00", "quantization": "#0072B2", "unevenness": "#009E73", "total": "#000000"}
 _AXIS = dict(showline=True, linecolor="#444444", ticks="outside", gridcolor="#ececec", zeroline=False,
@@ -58,3 +60,26 @@ def _ann_line(fig: go.Figure, accuracy: float = None) -> None:
     if accuracy is not None:
         fig.add_hline(y=accuracy, line=dict(color="#888888", dash="dash"), annotation_text=f"ANN {accuracy:.1f} %",
                       annotation_position="top left")
+
+
+def _accuracy(snn, images: torch.Tensor, labels: torch.Tensor, timesteps: int) -> torch.Tensor:
+    """Accuracy (%) after each step t = 1..T on one batch, from one simulation."""
+    out = simulate(snn, images, timesteps)  # [T, B, classes]
+    return 100 * (out.argmax(-1) == labels).float().mean(1)  # [T]
+
+
+def _curve_trace(name: str, color: str, dash: str = "solid") -> go.Scatter:
+    return go.Scatter(name=name, mode="lines", line=dict(color=color, dash=dash),
+                      hovertemplate="T = %{x}<br>%{y:.1f} %<extra>" + name + "</extra>")
+
+
+def _marker_trace(name: str) -> go.Scatter:
+    return go.Scatter(name=name, mode="markers", marker=dict(size=14, color="#000000", symbol="circle-open"),
+                      hovertemplate="T = %{x}<br>%{y:.1f} %<extra>" + name + "</extra>")
+
+
+def _value_at(fig: go.Figure, curve: str, timesteps: int) -> float:
+    """The y of the (already drawn) trace `curve` at t = T."""
+    y = next(fig.select_traces(selector=dict(name=curve))).y
+    _check_step(timesteps, len(y), f"the curve '{curve}' was simulated to T = {len(y)}; raise max_timesteps for more")
+    return float(y[timesteps - 1])

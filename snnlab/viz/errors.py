@@ -1,12 +1,10 @@
 """Notebook 02: conversion error per layer (clipping, quantization, unevenness) and accuracy vs T per recipe."""
 import plotly.graph_objects as go
-import torch
 
 from ..analysis import PARTS, layer_errors
 from ..convert import RECIPE_LABELS, adjusted
-from ..simulate import simulate
-from .common import (DASHES, LOG, PALETTE, PART_COLORS, _ann_line, _check_step, _figure, _log2_axis,
-                     _np, _set)
+from .common import (DASHES, LOG, PALETTE, PART_COLORS, _accuracy, _ann_line, _curve_trace, _figure,
+                     _log2_axis, _marker_trace, _np, _set, _value_at)
 
 def _by_timesteps(results: dict) -> dict:
     """{(recipe, T): value} → {T: {recipe: value}}."""
@@ -129,29 +127,6 @@ def error_vs_timesteps_figure(errors_by_t: dict) -> go.Figure:
     fig.update_yaxes(title="ReLU(z̄) − φ (a.u.)", col=1)
     fig.update_yaxes(title="RMS (a.u.)", rangemode="tozero", col=2)
     return fig
-
-
-def _accuracy(snn, images: torch.Tensor, labels: torch.Tensor, timesteps: int) -> torch.Tensor:
-    """Accuracy (%) after each step t = 1..T on one batch, from one simulation."""
-    out = simulate(snn, images, timesteps)  # [T, B, classes]
-    return 100 * (out.argmax(-1) == labels).float().mean(1)  # [T]
-
-
-def _curve_trace(name: str, color: str, dash: str = "solid") -> go.Scatter:
-    return go.Scatter(name=name, mode="lines", line=dict(color=color, dash=dash),
-                      hovertemplate="T = %{x}<br>%{y:.1f} %<extra>" + name + "</extra>")
-
-
-def _marker_trace(name: str) -> go.Scatter:
-    return go.Scatter(name=name, mode="markers", marker=dict(size=14, color="#000000", symbol="circle-open"),
-                      hovertemplate="T = %{x}<br>%{y:.1f} %<extra>" + name + "</extra>")
-
-
-def _value_at(fig: go.Figure, curve: str, timesteps: int) -> float:
-    """The y of the (already drawn) trace `curve` at t = T."""
-    y = next(fig.select_traces(selector=dict(name=curve))).y
-    _check_step(timesteps, len(y), f"the curve '{curve}' was simulated to T = {len(y)}; raise max_timesteps for more")
-    return float(y[timesteps - 1])
 
 
 def conversion_error_figure(snn, images, labels, timesteps: int = 4, threshold_scale: float = 1.0,

@@ -4,8 +4,7 @@ import torch
 
 from ..analysis import expected_error
 from ..convert import adjusted
-from .common import LOG, PALETTE, _figure, _log2_axis, _np, _set
-from .errors import _accuracy, _curve_trace, _marker_trace, _value_at
+from .common import LOG, PALETTE, _accuracy, _curve_trace, _figure, _log2_axis, _marker_trace, _np, _set, _value_at
 
 def expected_error_figure(errors: dict, threshold: float = 1.0) -> go.Figure:
     """Measured error of φ_T − z (markers) vs the analytic `analysis.expected_error` (lines), against T.
