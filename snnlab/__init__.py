@@ -1,7 +1,7 @@
 """snnlab: a Jupyter-first lab for ultra-low-latency spiking neural networks.
 
 Read the modules bottom-up, beside the notebooks:
-`data`, `activations`, `neurons` ← `models` ← `convert`, `simulate`, `analysis`, `energy`, `train`
+`files` ← `data`, `activations`, `neurons` ← `models` ← `convert`, `simulate`, `analysis`, `energy`, `train`
 ← `train_snn` ← `viz` (one module per notebook) ← `widgets`, `cli`.
 """
 from .convert import RECIPES, adjusted, convert, fold_batchnorm, record_preactivations

@@ -33,7 +33,8 @@ from tqdm.auto import tqdm
 
 from .activations import ACTIVATIONS
 from .convert import RECIPES, T_FREE_RECIPES, convert
-from .data import DATASETS, get_loaders, write_atomic
+from .data import DATASETS, get_loaders
+from .files import write_atomic
 from .energy import E_MAC_PJ, FIRST_LAYER, count_macs, energy_report
 from .models import MODELS
 from .simulate import Probe, evaluate_snn

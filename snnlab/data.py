@@ -8,20 +8,17 @@ Where the images come from, first match wins:
 - `cifar10`: `$SNNLAB_DATA/cifar10_10k.npz` (a 10k/2k subset, offline) if that file exists;
 - `cifar10`, `cifar100`: `cache_dir()/<name>.npz`, written once from torchvision's download.
 
-Also the library's cache folder and file writing: `cache_dir`, `check_writable`, `write_atomic`.
-
 Taught in notebook 00 (setup) and used by every notebook after it.
 """
-import hashlib
 import os
-import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .files import cache_dir, sha256, write_atomic
 
 DATASETS = ("digits", "cifar10", "cifar100")
 
@@ -37,7 +34,6 @@ skyscraper snail snake spider squirrel streetcar sunflower sweet_pepper table ta
 television tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman
 worm""".split())
 PIXEL_MAX = {"digits": 16.0, "cifar10": 255.0, "cifar100": 255.0}  # raw value of a white pixel
-STALE_TEMP_SECONDS = 3600  # a temp file this old was left by a killed write (`write_atomic`)
 
 
 @dataclass(frozen=True)
@@ -58,23 +54,6 @@ def _check_name(dataset: str) -> None:
         raise ValueError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}")
 
 
-def cache_dir() -> Path:
-    """The folder for downloads, npz caches and checkpoints, created on demand.
-
-    `$SNNLAB_CACHE` if set, else the repository's `data/` folder if it exists, else
-    `~/.cache/snnlab`.
-    """
-    repo_data = Path(__file__).resolve().parent.parent / "data"
-    if os.environ.get("SNNLAB_CACHE"):
-        folder = Path(os.environ["SNNLAB_CACHE"])
-    elif repo_data.is_dir():
-        folder = repo_data
-    else:
-        folder = Path.home() / ".cache" / "snnlab"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def _digits_arrays() -> dict:
     """scikit-learn's digits, split 80/20 stratified with seed 0, as uint8 `[N, 8, 8, 1]` arrays."""
     from sklearn.datasets import load_digits
@@ -86,14 +65,6 @@ def _digits_arrays() -> dict:
         x, digits.target, test_size=0.2, stratify=digits.target, random_state=0)
     classes = np.array([str(c) for c in range(10)])
     return dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, classes=classes)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load_npz(path: Path, fix: str = "delete it so that it is rebuilt") -> dict:
@@ -116,65 +87,12 @@ def _download_torchvision(dataset: str, root: Path) -> dict:
                 y_test=np.array(test.targets), classes=np.array(train.classes))
 
 
-def check_writable(folder) -> Path:
-    """Create `folder` if needed and check that a file can be written in it: call it before long work.
-
-    Raises: OSError naming the folder and the fix (make it writable, or set SNNLAB_CACHE).
-    """
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as err:
-        raise OSError(f"cannot write to {folder} ({err.strerror or err}), so what is computed now could not be "
-                      "saved: make it writable, or point SNNLAB_CACHE at a writable folder "
-                      "(e.g. SNNLAB_CACHE=~/.cache/snnlab)") from err
-    return folder
-
-
-def write_atomic(path, write) -> None:
-    """Write the file `path` whole or not at all: `write(f)` fills a temp file beside it, then it is renamed.
-
-    A killed write leaves its temp file (`tmp*.tmp`); those older than `STALE_TEMP_SECONDS` in the
-    folder are removed first (a write takes seconds).
-
-    Args:
-        path: the file to write. write: a function that writes the content to a binary file object.
-
-    Raises: OSError naming `path` when it cannot be written (read-only folder, full disk).
-    """
-    path, tmp = Path(path), None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temp_files(path.parent)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=f"{path.suffix}.tmp", delete=False) as f:
-            tmp = f.name
-            write(f)
-        os.replace(tmp, path)  # atomic: `path` is either the old file or the complete new one
-    except OSError as err:
-        raise OSError(f"could not write {path} ({err.strerror or err}): check that {path.parent} is writable "
-                      "and has free space") from err
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _remove_stale_temp_files(folder: Path) -> None:
-    """Remove the temp files of `write_atomic` (`tmp*.tmp`) left in `folder` by writes killed long ago."""
-    for leftover in folder.glob("tmp*.tmp"):
-        try:
-            if time.time() - leftover.stat().st_mtime > STALE_TEMP_SECONDS:
-                leftover.unlink()
-        except OSError:  # removed meanwhile, or not ours to remove
-            pass
-
-
 def _write_npz_atomic(path: Path, arrays: dict) -> None:
     """Write `arrays` to `path` (`write_atomic`) and, before the rename, their sha256 to `<path>.sha256`."""
     def write(f):
         np.savez(f, **arrays)
         f.flush()
-        Path(f"{path}.sha256").write_text(_sha256(Path(f.name)) + "\n")
+        Path(f"{path}.sha256").write_text(sha256(Path(f.name)) + "\n")
     write_atomic(path, write)
 
 
@@ -213,7 +131,7 @@ def _cifar_arrays(dataset: str) -> dict:
     path = cache_dir() / f"{dataset}.npz"
     if path.exists():
         sha_file = Path(f"{path}.sha256")
-        if not sha_file.is_file() or sha_file.read_text().strip() != _sha256(path):
+        if not sha_file.is_file() or sha_file.read_text().strip() != sha256(path):
             raise RuntimeError(f"{path} does not match its checksum file {sha_file.name}; "
                                "delete both files so that they are rebuilt")
         return _load_npz(path)

@@ -19,7 +19,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .activations import activation_factory
-from .data import cache_dir, check_writable, data_source, dataset_info, get_loaders, write_atomic
+from .data import data_source, dataset_info, get_loaders
+from .files import cache_dir, check_writable, write_atomic
 from .models import build_model
 
 SCHEDULES = ("onecycle", "cosine")
@@ -153,7 +154,7 @@ def _train_epoch(model, loader, optimizer, scheduler, loss_fn) -> tuple:
 
 
 def save_checkpoint(path, model: nn.Module, meta: dict) -> None:
-    """Save the state dict of `model` and `meta` to `path`, atomically (`data.write_atomic`).
+    """Save the state dict of `model` and `meta` to `path`, atomically (`files.write_atomic`).
 
     `meta` may hold only what `torch.load(weights_only=True)` reads back: numbers, strings,
     None, tensors, and lists/dicts of those.
@@ -181,7 +182,7 @@ def resume_training(path, model: nn.Module, optimizer, scheduler, loader, config
     If `path` exists (`save_training`), loads it into model, optimizer, scheduler and the RNGs and
     returns its history; else returns `history` (the empty one of a new run). If epochs are left to
     train (fewer than `config["epochs"]`), checks now that `path`'s folder is writable
-    (`data.check_writable`), before any training; a finished run only reads.
+    (`files.check_writable`), before any training; a finished run only reads.
 
     Raises: ValueError naming `path` if it was saved by a run with another `config`.
     """

@@ -30,7 +30,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .convert import convert
-from .data import cache_dir
+from .files import cache_dir
 from .energy import energy_report
 from .neurons import (SURROGATES, Neuron, SharedDropout, TimeBatched, check_timesteps,
                       learn_threshold_and_leak, neurons, reset)

@@ -1,14 +1,12 @@
-"""Tests of snnlab.data: digits, subsets, augmentation, the CIFAR npz cache, atomic writes and their errors."""
-import os
+"""Tests of snnlab.data: digits, subsets, augmentation, the CIFAR npz cache and its errors."""
 import re
-import time
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from snnlab import data
+from snnlab import data, files
 
 
 def test_digits_shapes_and_normalization():
@@ -79,10 +77,6 @@ def test_class_interleaved_takes_each_class_in_turn():
     assert order.tolist() == [1, 3, 0, 2, 4, 5]  # first 0, first 1, first 2, second 0, second 2, third 0
 
 
-def test_cache_dir_follows_env(tmp_cache):
-    assert data.cache_dir() == tmp_cache and tmp_cache.is_dir()
-
-
 def _tiny_cifar():
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (30, 32, 32, 3), dtype=np.uint8)
@@ -115,11 +109,11 @@ def test_cifar_offline_without_data_suggests_the_fixes(tmp_cache, monkeypatch):
 
 def test_corrupted_npz_cache_names_the_file(tmp_cache, monkeypatch):
     monkeypatch.delenv("SNNLAB_DATA", raising=False)
-    path = data.cache_dir() / "cifar10.npz"
+    path = files.cache_dir() / "cifar10.npz"
     path.write_bytes(b"not an npz file")
     with pytest.raises(RuntimeError, match="cifar10.npz.*delete"):  # no checksum beside it
         data.get_loaders("cifar10")
-    (tmp_cache / "cifar10.npz.sha256").write_text(data._sha256(path))
+    (tmp_cache / "cifar10.npz.sha256").write_text(files.sha256(path))
     with pytest.raises(RuntimeError, match="cifar10.npz.*delete"):  # checksum fits, content broken
         data.get_loaders("cifar10")
 
@@ -161,48 +155,3 @@ def test_data_source_tells_the_subset_from_the_full_set(tmp_path, monkeypatch):
     monkeypatch.setenv("SNNLAB_DATA", str(tmp_path))
     assert data.data_source("cifar10") == "cifar10_10k.npz"
     assert data.data_source("cifar100") == "cifar100.npz"
-
-
-def test_write_atomic_keeps_the_old_file_when_a_write_fails(tmp_path):
-    path = tmp_path / "out.json"
-    data.write_atomic(path, lambda f: f.write(b"old"))
-
-    def broken(f):
-        f.write(b"half of the n")
-        raise RuntimeError("killed")
-
-    with pytest.raises(RuntimeError, match="killed"):
-        data.write_atomic(path, broken)
-    assert path.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["out.json"]
-
-
-def test_write_atomic_names_the_file_it_could_not_write(tmp_path):
-    def disk_full(f):
-        raise OSError(28, "No space left on device")
-
-    with pytest.raises(OSError, match=r"could not write .*net\.pt \(No space left on device\).*free space"):
-        data.write_atomic(tmp_path / "net.pt", disk_full)
-    assert list(tmp_path.iterdir()) == []  # no temp file left
-    (tmp_path / "file").write_text("")
-    with pytest.raises(OSError, match=r"could not write .*file/net\.pt"):  # its folder cannot be created
-        data.write_atomic(tmp_path / "file" / "net.pt", lambda f: f.write(b"x"))
-
-
-def test_write_atomic_removes_temp_files_of_writes_killed_over_an_hour_ago(tmp_path):
-    old, fresh, other = tmp_path / "tmpk1ll3d_x.pt.tmp", tmp_path / "tmpsav1ng_.pt.tmp", tmp_path / "notes.tmp"
-    for path in (old, fresh, other):
-        path.write_bytes(b"partial")
-    hours_ago = time.time() - 2 * 3600
-    for path in (old, other):
-        os.utime(path, (hours_ago, hours_ago))
-    data.write_atomic(tmp_path / "net.pt", lambda f: f.write(b"x"))
-    assert not old.exists()  # a killed write's leftover
-    assert fresh.exists() and other.exists()  # a write in progress elsewhere; a file that is not ours
-
-
-def test_check_writable_names_the_folder_and_the_fix(tmp_path):
-    assert data.check_writable(tmp_path / "new" / "sub") == tmp_path / "new" / "sub"
-    assert (tmp_path / "new" / "sub").is_dir() and list((tmp_path / "new" / "sub").iterdir()) == []
-    (tmp_path / "checkpoints").write_text("a file where the folder should be")
-    with pytest.raises(OSError, match=r"cannot write to .*checkpoints .*SNNLAB_CACHE="):
-        data.check_writable(tmp_path / "checkpoints")
