@@ -14,7 +14,6 @@ per step). A recipe fitted to T (mse, datta, or V[0] = "optimal") is converted a
 Taught in notebook 02 (accuracy vs T per recipe).
 """
 import argparse
-import ctypes
 import json
 import platform
 import shlex
@@ -30,7 +29,7 @@ from .convert import RECIPES, convert
 from .data import DATASETS, get_loaders
 from .energy import E_MAC_PJ, FIRST_LAYER, count_macs, energy_report
 from .models import MODELS
-from .simulate import Probe, evaluate_snn
+from .simulate import Probe, evaluate_snn, keep_freed_memory
 from .train import evaluate, get_ann, seed_everything
 from .viz import compare_figure
 
@@ -40,7 +39,6 @@ DEFAULT_METHODS = {"relu": "max@0,percentile@0,percentile@0.5,p99@0.5,mse@0.5,da
                    "clip": "bound@0,bound@0.5,max@0,percentile@0.5,mse@0.5",
                    "qcfs": "bound@0,bound@0.5,max@0,percentile@0.5,mse@0.5"}
 DEFAULT_TIMESTEPS = "1,2,4,8,16"
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt() parameters (malloc.h)
 
 
 # ---------------------------------------------------------------- the run's configuration
@@ -285,21 +283,6 @@ def write_reports(result: dict, folder: Path) -> tuple:
     json_path.write_text(json.dumps(result, indent=2) + "\n")
     compare_figure(result).write_html(html_path, include_plotlyjs=True, full_html=True)
     return json_path, html_path
-
-
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed memory for reuse instead of giving it back to the OS; True if done.
-
-    An SNN's time-batched tensors are T times larger than the ANN's. glibc returns every freed block
-    over 32 MB to the OS, so each step's fresh tensor page-faults and is zeroed again by the kernel:
-    on 2 cores that was about 40 % of `simulate`'s wall time (bench/README.md). Process-wide, so
-    only the command line does it; elsewhere set MALLOC_MMAP_MAX_=0 in the environment.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (macOS, Windows): nothing to tune
-        return False
-    return bool(libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def main(argv: list | None = None) -> int:

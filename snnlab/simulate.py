@@ -10,7 +10,10 @@ inputs) reaching each Conv2d/Linear; optionally H[t], V[t] and S[t] of a few neu
 
 Taught in notebooks 00 (encoding), 02 (accuracy vs T) and 04 (rasters and traces).
 """
-from functools import partial
+import ctypes
+import os
+import platform
+from functools import cache, partial
 
 import torch
 from torch import nn
@@ -19,6 +22,25 @@ from tqdm.auto import tqdm
 from .neurons import Neuron, TimeBatched, check_timesteps, reset
 
 ENCODINGS = ("direct", "rate")
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt() parameters (malloc.h)
+
+
+@cache
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of giving it back to the OS; True if done.
+
+    An SNN's time-batched tensors are T times larger than the ANN's. By default glibc returns every
+    freed block over 32 MB to the OS, so the next tensor of that size page-faults and is zeroed by
+    the kernel again: on 2 cores that was about 40 % of `simulate`'s wall time (bench/README.md).
+    `simulate` calls this on its first call. The setting is process-wide and stays for the life of
+    the process, which then keeps its peak heap instead of shrinking. Opt out by setting the
+    environment variable SNNLAB_KEEP_FREED_MEMORY=0 before the first call (then it returns False);
+    off glibc (macOS, Windows, musl) it does nothing and returns False.
+    """
+    if os.environ.get("SNNLAB_KEEP_FREED_MEMORY", "1") == "0" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL("libc.so.6")
+    return bool(libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def encode(x: torch.Tensor, timesteps: int, encoding: str = "direct", seed: int = 0) -> torch.Tensor:
@@ -43,12 +65,20 @@ def encode(x: torch.Tensor, timesteps: int, encoding: str = "direct", seed: int 
 def simulate(snn: nn.Module, x: torch.Tensor, timesteps: int, encoding: str = "direct") -> torch.Tensor:
     """The SNN's output after each step: out[t] = (1/(t+1))·Σ_{k≤t} Y_out[k].
 
+    It runs in the fast configuration: images in the channels_last memory format (the CPU's
+    convolutions are faster in it; the spikes do not depend on the format x comes in), and, from
+    the first call on, glibc keeps freed memory (`keep_freed_memory`: process-wide; set the
+    environment variable SNNLAB_KEEP_FREED_MEMORY=0 before the first call to opt out).
+
     Args:
         snn: a converted network (`convert.convert`). x: images [B, C, H, W]. timesteps: T ≥ 1.
 
     Shapes: x: [B, ...] → out: [T, B, classes].
     """
     _check_input(snn, x)
+    keep_freed_memory()  # once per process
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     reset(snn)
     y = snn(encode(x, timesteps, encoding))  # [T, B, classes]
     steps = torch.arange(1, timesteps + 1, device=y.device, dtype=y.dtype).view(-1, *[1] * (y.dim() - 1))
