@@ -28,10 +28,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from snnlab.cli import keep_freed_memory  # noqa: E402
 from snnlab.convert import convert  # noqa: E402
 from snnlab.data import class_interleaved, get_loaders  # noqa: E402
-from snnlab.simulate import evaluate_snn  # noqa: E402
+from snnlab.simulate import evaluate_snn, keep_freed_memory  # noqa: E402
 from snnlab.train import evaluate, get_ann, seed_everything  # noqa: E402
 from snnlab.train_snn import (diet_init, iir_schedule, make_trainable, paired_test, per_image_correct,  # noqa: E402
                               score, train_snn)
@@ -166,7 +165,7 @@ def main(argv=None) -> None:
     began, cpu = time.perf_counter(), time.process_time()
     machine = {"cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
                "python": platform.python_version(), "load_average_before": os.getloadavg(),
-               "malloc_keeps_freed_memory": keep_freed_memory()}  # as `snnlab compare`: bench/README.md
+               "malloc_keeps_freed_memory": keep_freed_memory()}  # as `simulate` does: bench/README.md
     ann, info = get_ann(dataset=args.dataset)
     results = {"config": vars(args), "machine": machine, **run_all(args, ann, info)}
     results["wall_seconds"], results["cpu_seconds"] = time.perf_counter() - began, time.process_time() - cpu

@@ -19,7 +19,6 @@ unreadable data and checkpoints (`snnlab: error: ...`).
 Taught in notebook 02 (accuracy vs T per recipe).
 """
 import argparse
-import ctypes
 import json
 import platform
 import shlex
@@ -37,7 +36,7 @@ from .data import DATASETS, get_loaders
 from .files import write_atomic
 from .energy import E_MAC_PJ, FIRST_LAYER, count_macs, energy_report
 from .models import MODELS
-from .simulate import Probe, evaluate_snn
+from .simulate import Probe, evaluate_snn, keep_freed_memory
 from .train import evaluate, prepare, seed_everything
 from .viz import compare_figure
 
@@ -46,7 +45,6 @@ DEFAULT_METHODS = {"relu": "max@0,percentile@0,percentile@0.5,p99@0.5,mse@0.5,da
                    "qcfs": "bound@0,bound@0.5,max@0,percentile@0.5,mse@0.5"}
 DEFAULT_TIMESTEPS = "1,2,4,8,16"
 MAX_TIMESTEPS = 1024  # memory grows with T: see the module docstring
-M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt() parameters (malloc.h)
 
 
 # ---------------------------------------------------------------- the run's configuration
@@ -305,21 +303,6 @@ def write_reports(result: dict, folder: Path) -> tuple:
     html = compare_figure(result).to_html(include_plotlyjs=True, full_html=True)
     write_atomic(html_path, lambda f: f.write(html.encode()))
     return json_path, html_path
-
-
-def keep_freed_memory() -> bool:
-    """Ask glibc to keep freed memory for reuse instead of giving it back to the OS; True if done.
-
-    An SNN's time-batched tensors are T times larger than the ANN's. glibc returns every freed block
-    over 32 MB to the OS, so each step's fresh tensor page-faults and is zeroed again by the kernel:
-    on 2 cores that was about 40 % of `simulate`'s wall time (bench/README.md). Process-wide, so
-    only the command line does it; elsewhere set MALLOC_MMAP_MAX_=0 in the environment.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc (macOS, Windows): nothing to tune
-        return False
-    return bool(libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 def main(argv: list | None = None) -> int:

@@ -15,7 +15,10 @@ time, lives in neurons.py; `from snnlab.simulate import encode` still works.)
 
 Taught in notebooks 00 (encoding), 02 (accuracy vs T) and 04 (rasters and traces).
 """
-from functools import partial
+import ctypes
+import os
+import platform
+from functools import cache, partial
 
 import torch
 from torch import nn
@@ -23,11 +26,36 @@ from tqdm.auto import tqdm
 
 from .neurons import Neuron, TimeBatched, check_images, check_timesteps, encode, if_step, neurons, reset
 
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt() parameters (malloc.h)
+
+
+@cache
+def keep_freed_memory() -> bool:
+    """Ask glibc to keep freed memory for reuse instead of giving it back to the OS; True if done.
+
+    An SNN's time-batched tensors are T times larger than the ANN's. By default glibc returns every
+    freed block over 32 MB to the OS, so the next tensor of that size page-faults and is zeroed by
+    the kernel again: on 2 cores that was about 40 % of `simulate`'s wall time (bench/README.md).
+    `simulate` calls this on its first call. The setting is process-wide and stays for the life of
+    the process, which then keeps its peak heap instead of shrinking. Opt out by setting the
+    environment variable SNNLAB_KEEP_FREED_MEMORY=0 before the first call (then it returns False);
+    off glibc (macOS, Windows, musl) it does nothing and returns False.
+    """
+    if os.environ.get("SNNLAB_KEEP_FREED_MEMORY", "1") == "0" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL("libc.so.6")
+    return bool(libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
 
 @torch.no_grad()
 def simulate(snn: nn.Module, x: torch.Tensor, timesteps: int, encoding: str = "direct",
              chunk: int | None = None) -> torch.Tensor:
     """The SNN's output after each step: out[t] = (1/t)·Σ_{k≤t} Y_out[k], t = 1..T.
+
+    It runs in the fast configuration: images in the channels_last memory format (the CPU's
+    convolutions are faster in it; the spikes do not depend on the format x comes in), and, from
+    the first call on, glibc keeps freed memory (`keep_freed_memory`: process-wide; set the
+    environment variable SNNLAB_KEEP_FREED_MEMORY=0 before the first call to opt out).
 
     Args:
         snn: a converted network (`convert.convert`). x: images [B, C, H, W]. timesteps: T ≥ 1.
@@ -42,6 +70,9 @@ def simulate(snn: nn.Module, x: torch.Tensor, timesteps: int, encoding: str = "d
     check_timesteps(timesteps)
     _check_chunk(chunk)
     _check_input(snn, x)
+    keep_freed_memory()  # once per process
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     reset(snn)
     generator = torch.Generator(device=x.device).manual_seed(0)  # the rate code, drawn chunk after chunk
     size, sums = chunk or timesteps, []

@@ -21,7 +21,6 @@ def compare_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("compare")
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("SNNLAB_CACHE", str(root / "cache"))
-        monkeypatch.setattr(cli, "keep_freed_memory", lambda: False)  # leave pytest's malloc alone
         out = root / "reports"
         code = cli.main(ARGS + ["--output", str(out)])
         yield code, json.loads((out / "compare.json").read_text()), out

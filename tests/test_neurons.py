@@ -3,6 +3,7 @@ import pytest
 import torch
 from torch import nn
 
+from snnlab import neurons as neurons_module
 from snnlab.analysis import expected_error
 from snnlab.neurons import (Neuron, SharedDropout, TimeBatched, boxcar, clip_floor, if_step,
                             learn_threshold_and_leak, reset, triangle)
@@ -59,17 +60,31 @@ def test_clip_floor_levels_shrink_with_t():
 
 # ------------------------------------------------------------------ the fast scan = the readable scan
 @pytest.mark.parametrize("reset_mode,leak", [("soft", 1.0), ("soft", 0.9), ("hard", 1.0), ("hard", 0.8)])
-def test_fast_scan_matches_readable_scan(reset_mode, leak):
+@pytest.mark.parametrize("spike_value", [1.0, None])
+@pytest.mark.parametrize("block", [None, 150])  # 150 neurons: blocks of 2, 2 and 1 samples
+def test_fast_scan_matches_readable_scan(reset_mode, leak, spike_value, block, monkeypatch):
+    if block is not None:
+        monkeypatch.setattr(neurons_module, "BLOCK", block)
     torch.manual_seed(0)
-    x = torch.randn(6, 4, 3, 5, 5)
+    x = torch.randn(6, 5, 3, 5, 5)  # 75 neurons per sample
     threshold = torch.rand(3, 1, 1) + 0.5  # per channel
-    fast = Neuron(threshold=threshold, leak=leak, v_init=0.3, reset=reset_mode, spike_value=1.0)
-    slow = Neuron(threshold=threshold, leak=leak, v_init=0.3, reset=reset_mode, spike_value=1.0)
+    fast = Neuron(threshold=threshold, leak=leak, v_init=0.3, reset=reset_mode, spike_value=spike_value)
+    slow = Neuron(threshold=threshold, leak=leak, v_init=0.3, reset=reset_mode, spike_value=spike_value)
     with torch.no_grad():
         out_fast = fast(x.clone())
     out_slow = slow(x.clone().requires_grad_())  # grad enabled → readable `if_step` scan
     assert torch.equal(out_fast, out_slow.detach())
     assert torch.allclose(fast.v, slow.v.detach(), atol=1e-6)
+
+
+def test_fast_scan_keeps_the_memory_format_of_direct_input(monkeypatch):
+    monkeypatch.setattr(neurons_module, "BLOCK", 100)  # 4 blocks of one sample
+    image = torch.randn(4, 4, 5, 5).contiguous(memory_format=torch.channels_last)
+    x = image.unsqueeze(0).expand(6, *image.shape)  # what direct encoding gives: stride 0 in time
+    out = run(Neuron(threshold=0.7, v_init=0.5), x)
+    assert out.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)  # what the next conv wants
+    readable = Neuron(threshold=0.7, v_init=0.5)(x.clone().requires_grad_())
+    assert torch.equal(out, readable.detach())
 
 
 def test_state_carries_over_until_reset():

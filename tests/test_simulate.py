@@ -1,4 +1,8 @@
-"""simulate.py: one pass gives every t ≤ T, chunks give that pass bitwise, encoding, the probe, bad input."""
+"""simulate.py: one pass gives every t ≤ T, chunks give that pass bitwise, encoding, the fast configuration,
+the probe, bad input."""
+import copy
+import importlib
+import platform
 import re
 
 import pytest
@@ -9,8 +13,10 @@ from snnlab.convert import convert
 from snnlab.data import get_loaders
 from snnlab.models import build_model
 from snnlab.neurons import Neuron, TimeBatched, if_step, neurons, reset
-from snnlab.simulate import Probe, encode, evaluate_snn, simulate
+from snnlab.simulate import Probe, encode, evaluate_snn, keep_freed_memory, simulate
 from snnlab.train import seed_everything, train_ann
+
+simulate_module = importlib.import_module("snnlab.simulate")  # `snnlab.simulate` is also the function
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +57,54 @@ def test_evaluate_snn_matches_simulate(snn):
     accuracy = evaluate_snn(snn, batches, 5, progress=False)
     correct = sum((simulate(snn, x, 5).argmax(-1) == y).sum(1) for x, y in batches)
     assert torch.allclose(accuracy, 100 * correct.float() / 30)
+
+
+# ------------------------------------------------------------------ the fast configuration
+def test_memory_format_changes_only_the_rounding_of_convolutions():
+    """`simulate` runs in channels_last whatever format x comes in. Given the same input, every layer
+    agrees with an NCHW run: neurons, pooling and the classifier exactly, convolutions within float
+    rounding (their kernels sum in another order per format). So two whole runs, one per format, can
+    differ where a rounding difference moves H[t] across θ: a flipped spike then changes later layers."""
+    torch.manual_seed(0)
+    model = build_model("vgg-mini", num_classes=10, in_channels=3, image_size=16).eval()
+    snn = convert(model, torch.randn(64, 3, 16, 16), threshold="p99", v_init=0.5)
+    x = torch.randn(64, 3, 16, 16)  # NCHW, as loaders give it
+    seen, layers = {}, {n: m for n, m in snn.named_modules() if isinstance(m, (Neuron, TimeBatched))}
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: seen.__setitem__(n, (i[0], o))) for n, m in layers.items()]
+    out = simulate(snn, x, 6)
+    for h in hooks:
+        h.remove()
+    assert torch.equal(out, simulate(snn, x.contiguous(memory_format=torch.channels_last), 6))
+    for name, (current, result) in seen.items():
+        layer = reset(copy.deepcopy(layers[name]))
+        with torch.no_grad():
+            nchw = layer(current.contiguous())  # [T, B, ...] in the default format
+        if isinstance(layers[name], TimeBatched) and isinstance(layers[name].layer, nn.Conv2d):
+            assert result[0].is_contiguous(memory_format=torch.channels_last), name  # the fast path's format
+            assert torch.allclose(nchw, result, rtol=1e-5, atol=1e-5), name
+        else:
+            assert torch.equal(nchw, result), name
+
+
+def test_keep_freed_memory_does_nothing_when_opted_out_or_off_glibc(monkeypatch):
+    def refuse(*args):
+        raise AssertionError("must not load libc")
+
+    monkeypatch.setattr(simulate_module.ctypes, "CDLL", refuse)
+    monkeypatch.setenv("SNNLAB_KEEP_FREED_MEMORY", "0")
+    assert keep_freed_memory.__wrapped__() is False  # the function without its once-per-process cache
+    monkeypatch.delenv("SNNLAB_KEEP_FREED_MEMORY")
+    monkeypatch.setattr(platform, "libc_ver", lambda: ("", ""))  # macOS, Windows, musl
+    assert keep_freed_memory.__wrapped__() is False
+
+
+def test_simulate_sets_the_allocator_once(snn, monkeypatch):
+    calls = []
+    monkeypatch.setattr(simulate_module, "keep_freed_memory", lambda: calls.append(1))
+    simulate(snn, torch.randn(2, 1, 8, 8), 2)
+    assert calls == [1]
+    assert keep_freed_memory() is (platform.libc_ver()[0] == "glibc")  # done here (pytest's process) on glibc
+    assert keep_freed_memory.cache_info().currsize == 1  # once: later calls return the first answer
 
 
 def test_probe_counts_spikes_events_and_traces(snn):
