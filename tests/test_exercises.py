@@ -2,7 +2,9 @@
 
 The right answers are computed here by hand (closed forms, loops, grids scored with `simulate`), not by the checker.
 """
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -263,3 +265,22 @@ def test_binary_network_disagreement(context):
     assert far.correct is False and "too many" in far.message and "Write H[1]" in far.message
     assert "must lie in" in exercises.check("05.2", -1, **kwargs).message
     assert not math.isnan(kwargs["images"].sum().item())
+
+
+def solution_code(exercise_id: str) -> str:
+    """The python block of the <details> solution under exercise `exercise_id` in its notebook."""
+    notebook = next(Path("notebooks").glob(f"{exercise_id[:2]}_*.ipynb"))
+    cells = [cell["source"] for cell in json.loads(notebook.read_text())["cells"]]
+    text = ["".join(c) if isinstance(c, list) else c for c in cells]
+    question = next(i for i, c in enumerate(text) if c.startswith(f"**{exercise_id} ·"))
+    solution = text[question + 2]
+    assert solution.startswith("<details><summary>Solution"), solution
+    return solution.split("```python\n")[1].split("```")[0]
+
+
+@pytest.mark.parametrize("exercise_id, name", [("00.2", "rate"), ("01.1", "threshold"), ("02.2", "quantization"),
+                                               ("03.1", "expected"), ("04.1", "e_snn"), ("05.1", "output")])
+def test_the_notebooks_worked_solutions_are_right(context, exercise_id, name):
+    namespace = {"torch": torch, "E_MAC_PJ": E_MAC_PJ, "E_AC_PJ": E_AC_PJ}
+    exec(solution_code(exercise_id), namespace)  # noqa: S102 (the notebook's own solution text)
+    assert exercises.check(exercise_id, namespace[name], **context[exercise_id]).correct is True
