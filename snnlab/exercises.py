@@ -12,7 +12,18 @@ a hint graded by how close it is — a general one first, a more specific one fo
 answer itself; `answer = None` reports "not answered yet" (so an unanswered notebook still runs green).
 The worked solutions sit in a collapsed <details> block under each exercise in the notebook.
 
-To add an exercise: write `_name(answer, **context) -> Result` and add it to `CHECKERS`.
+The exercises (notebook.number: what is asked · the context the notebook passes):
+
+    00.1 spikes of an IF neuron, V[0] = θ/2 · current, threshold, timesteps    00.2 the clip-floor rate (function)
+    00.3 spikes with a hard reset · current, threshold, timesteps             01.1 the percentile θ (function) · records
+    01.2 the percentile p best at T = 1 · model, calibration, images, labels  02.1 the θ scale best at T = 2 · snn, …
+    02.2 the quantization part (function)                                     03.1 E[e], E[e²] for any V[0] (function)
+    03.2 the V[0] best at T = 4 · snn, images, labels                         03.3 the last layer's first spike · snn, …
+    04.1 the SNN's energy sum (function) · report                             04.2 the DIET scale best at T = 5 · ann, …
+    05.1 a neuron at T = 1 (function)                                         05.2 T = 1 SNN vs binary network · snn, images
+
+To add an exercise: write `_name(exercise, answer, *, context…) -> Result` (the helpers `_count`,
+`_formula` and `_knob` grade the three kinds) and add it to `CHECKERS`.
 Reference: issue 15; notebooks 00–05 (section "Exercises").
 """
 import inspect
