@@ -124,6 +124,17 @@ def distribute(model: nn.Module) -> nn.Module:
     return nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
 
+def sync_buffers(model: nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm's running statistics) to every rank, in place.
+
+    DDP sends them at the start of each training forward, but each rank's last forward then updates
+    its own: without this, ranks would evaluate (and could checkpoint) slightly different networks.
+    """
+    if is_distributed():
+        for buffer in model.buffers():
+            dist.broadcast(buffer.data, src=0)
+
+
 # ---------------------------------------------------------------- data
 class ShardedLoader:
     """Rank r's share of a `data.TensorLoader`: B/W images per batch, the same number of batches on every rank.

@@ -29,7 +29,8 @@ from .convert import RECIPES, convert, percentile_threshold
 from .data import DATASETS, TensorLoader, data_source, dataset_info, get_loaders
 from .files import cache_dir, write_atomic
 from .models import MODELS, build_model
-from .parallel import ShardedLoader, barrier, finish, get_world_size, init_from_env, is_main, resolve_device
+from .parallel import (ShardedLoader, barrier, finish, get_rank, get_world_size, init_from_env, is_main,
+                       resolve_device)
 from .simulate import evaluate_snn
 from .train import seed_everything, train_ann
 from .train_snn import diet_init, iir_schedule, make_trainable, train_snn
@@ -244,7 +245,7 @@ def run(config: dict, *, device=None, output=None, dry_run: bool = False, progre
         result = {"name": config["name"], "paper_accuracy": config.get("paper_accuracy"),
                   "ann_accuracy": history["test_acc"][-1], "ann_epoch_seconds": history["seconds"],
                   "snn": rows, "world_size": get_world_size(), "device": str(device), "data": note,
-                  "dry_run": dry_run, "seconds": time.perf_counter() - start}
+                  "dry_run": dry_run, "seconds": time.perf_counter() - start, "rank": get_rank()}
         if run_dir is not None and is_main():
             write_atomic(run_dir / "result.json", lambda f: f.write(json.dumps(result, indent=2).encode()))
         barrier()
@@ -353,5 +354,6 @@ def main(args) -> int:
         except (RuntimeError, ValueError, OSError) as err:  # missing data, a bad checkpoint, a missing module
             print(f"snnlab: error: {config['name']}: {err}", file=sys.stderr)
             return 2
-        _log(format_result(result))
+        if result["rank"] == 0:  # the process group is gone by now: is_main() would be True everywhere
+            print(format_result(result))
     return 0

@@ -77,7 +77,7 @@ def simulate(snn: nn.Module, x: torch.Tensor, timesteps: int, encoding: str = "d
     if x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     reset(snn)
-    generator = torch.Generator(device=x.device).manual_seed(0)  # the rate code, drawn chunk after chunk
+    generator = torch.Generator(device=x.device).manual_seed(0) if encoding == "rate" else None  # the rate code
     size, sums = chunk or timesteps, []
     for start in range(0, timesteps, size):
         y = snn(encode(x, min(size, timesteps - start), encoding, generator=generator))  # [k, B, classes]

@@ -22,7 +22,7 @@ from .activations import activation_factory
 from .data import data_source, dataset_info, get_loaders
 from .files import cache_dir, check_writable, write_atomic
 from .models import build_model
-from .parallel import distribute, is_main, model_device, reduce_sums, resolve_device
+from .parallel import distribute, is_main, model_device, reduce_sums, resolve_device, sync_buffers
 
 SCHEDULES = ("onecycle", "cosine", "step")
 OPTIMIZERS = ("sgd", "adam")
@@ -146,6 +146,7 @@ def train_ann(model: nn.Module, train_loader, *, epochs: int, lr: float = 0.1,
     for _ in bar:
         start = time.perf_counter()
         loss, accuracy = _train_epoch(trained, train_loader, optimizer, scheduler, loss_fn)
+        sync_buffers(model)  # BN statistics: rank 0's everywhere
         history["seconds"].append(time.perf_counter() - start)
         history["loss"].append(loss)
         history["train_acc"].append(accuracy)
