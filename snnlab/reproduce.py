@@ -75,7 +75,10 @@ def check_config(config: dict, source: str = "config") -> None:
         if value not in valid:
             raise ValueError(f"{source}: {key} = {value!r}; choose one of {', '.join(valid)}")
     if snn["method"] in ("convert", "diet", "iir", "datta"):
-        recipe(snn.get("threshold", "percentile"))
+        try:
+            recipe(snn.get("threshold", "percentile"))
+        except ValueError as err:
+            raise ValueError(f"{source}: snn.threshold: {err}") from err
         steps = snn.get("timesteps")
         if not all(isinstance(t, int) and t >= 1 for t in (steps if isinstance(steps, list) else [steps])):
             raise ValueError(f"{source}: snn.timesteps must be an integer ≥ 1 (a list for 'iir'), got {steps!r}")
