@@ -239,7 +239,11 @@ def run(config: dict, *, device=None, output=None, dry_run: bool = False, progre
     start, device = time.perf_counter(), resolve_device("cpu" if dry_run else device)
     joined = init_from_env(device)
     try:
+        if not is_main():
+            barrier()  # rank 0 downloads (and caches) the data set first
         train, test, images, note = _data(config, dry_run, train_size)
+        if is_main():
+            barrier()
         _log(f"{config['name']}: {note}; {get_world_size()} process(es) on {device}" + (" (dry run)" * dry_run))
         train = ShardedLoader(train, seed=config.get("seed", 0))
         run_dir = None if dry_run else Path(output or cache_dir() / "runs" / config["name"])

@@ -326,7 +326,7 @@ class Prepared(NamedTuple):
 
     ann: nn.Module  # the trained ANN, eval mode, on the device asked for
     info: dict  # `get_ann`'s info: test accuracy on all test images, history, checkpoint path
-    calibration: torch.Tensor  # [N_cal, C, H, W] training images that set the thresholds (CPU; `convert` moves them)
+    calibration: torch.Tensor  # [N_cal, C, H, W] training images that set the thresholds, on the ANN's device
     test_loader: object  # a `data.TensorLoader` over the test images, classes interleaved
 
 
@@ -353,6 +353,6 @@ def prepare(*, dataset: str = "cifar10", model: str = "vgg-mini", activation: st
                          f"got {calibration!r}")
     ann, info = get_ann(dataset=dataset, model=model, activation=activation, levels=levels, epochs=epochs,
                         train_size=train_size, seed=seed, progress=progress, device=device)
-    images, _ = next(iter(train))  # [N_cal, C, H, W]
+    images = next(iter(train))[0].to(model_device(ann))  # [N_cal, C, H, W]
     _, test_loader = get_loaders(dataset, batch_size=batch_size, test_size=test_size, augment=False, seed=seed)
     return Prepared(ann, info, images, test_loader)
