@@ -7,14 +7,16 @@ The GPU variant of bench/simulate.py. For one batch on the GPU it times, median 
 after warm-up, each run bracketed by torch.cuda.synchronize():
   ANN      the trained network in eval mode;
   snnlab   `simulate(convert(ann, images, threshold="max", v_init=0.0), x, T)`;
-  SJ       SpikingJelly's `ann2snn` conversion of the same ANN in multi-step mode, with its fastest GPU
-           backend: "cupy" when CuPy is installed, else "torch" (the result names the one used);
+  SJ       SpikingJelly's `ann2snn` conversion of the same ANN in multi-step mode, on its fastest GPU backend:
+           in SpikingJelly 2.x its own choice (native CUDA, else Triton, else torch; SJ_IF_CUDA_IMPLEMENTATION
+           forces one), in older versions "cupy" when CuPy is installed, else "torch" (the result names it);
 and reports ratio = t_SNN(T) / (T · t_ANN). Without a GPU it prints that none is present and exits 0.
 Results go to bench/results/simulate_gpu.json (and stdout). See bench/README.md.
 """
 import argparse
 import copy
 import json
+import os
 import statistics
 import sys
 import time
@@ -61,12 +63,19 @@ def seconds(fn, warmup: int, repeats: int) -> float:
 
 
 def spikingjelly_fastest(ann, images):
-    """SpikingJelly's multi-step SNN on its fastest GPU backend: (net, backend name) or (None, reason)."""
+    """SpikingJelly's multi-step SNN on its fastest GPU backend: (net, backend name), or (None, why not).
+
+    SpikingJelly 2.x picks the IF kernel itself: with SJ_IF_CUDA_IMPLEMENTATION unset ("auto") its native
+    CUDA kernel, else Triton, else plain torch, the fastest it can load. Older versions (0.0.0.0.x) are
+    told: "cupy" when CuPy is installed, else "torch".
+    """
     try:
         from spikingjelly.activation_based import functional, neuron
     except ImportError as err:
         return None, f"spikingjelly not installed ({err})"
     net = spikingjelly_snns(copy.deepcopy(ann).cpu(), images.cpu())["multi"].to(model_device(ann))  # via the CPU
+    if not hasattr(functional, "set_backend"):  # SpikingJelly 2.x
+        return net, "auto: " + os.environ.get("SJ_IF_CUDA_IMPLEMENTATION", "native CUDA, else Triton, else torch")
     try:
         import cupy  # noqa: F401
 

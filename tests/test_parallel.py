@@ -172,3 +172,10 @@ def test_killing_a_rank_mid_epoch_and_resuming_loses_no_finished_epoch(tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     after = _epochs_done(run / "ann.pt")
     assert len(after) == epochs and after[:len(before)] == before  # finished epochs kept, not re-run
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message printed without a GPU")
+def test_gpu_benchmark_says_no_gpu_and_exits_0(tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "simulate_gpu.py")], env=_env(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "no GPU is present" in done.stdout
