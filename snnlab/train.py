@@ -1,8 +1,9 @@
 """Training loops: the ANN before conversion (this part) and the SNN through time (BPTT).
 
-The ANN part trains with SGD (Nesterov) and a OneCycle or cosine learning-rate schedule, and
-caches trained networks as checkpoints named by a hash of their configuration (`get_ann`), so
-that a notebook re-run with the same knobs loads the network instead of training it again.
+The ANN part trains with SGD (Nesterov) or Adam and a OneCycle, cosine or step learning-rate schedule
+(data parallel under torchrun: parallel.py), and caches trained networks as checkpoints named by a hash
+of their configuration (`get_ann`), so that a notebook re-run with the same knobs loads the network
+instead of training it again.
 
 Taught in notebook 00 (training the ANN) and reused by every notebook after it.
 """
@@ -95,7 +96,7 @@ def train_ann(model: nn.Module, train_loader, *, epochs: int, lr: float = 0.1,
               weight_decay: float = 5e-4, momentum: float = 0.9, schedule: str = "onecycle",
               label_smoothing: float = 0.1, test_loader=None, checkpoint=None, progress: bool = True,
               optimizer: str = "sgd", milestones=STEP_MILESTONES) -> dict:
-    """Train `model` with SGD (Nesterov) on cross-entropy with label smoothing; lr per batch.
+    """Train `model` with SGD (Nesterov) or Adam on cross-entropy with label smoothing; lr per batch.
 
     Weight decay applies to every parameter, trainable activation bounds λ included (as QCFS
     does: it keeps λ from growing). Training runs in channels_last memory format, which makes the
