@@ -34,9 +34,10 @@ def test_resolve_device_defaults_to_cuda_or_cpu_and_refuses_bad_names():
             parallel.resolve_device("cuda")
 
 
-def test_cli_refuses_a_bad_device(capsys):
+@pytest.mark.parametrize("command", [TRAIN, ["compare", "--dataset", "digits"], ["reproduce", "qcfs-vgg16-cifar10-t4"]])
+def test_cli_refuses_a_bad_device(command, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        cli.main(TRAIN + ["--device", "tpu9"])
+        cli.main(command + ["--device", "tpu9"])
     assert exit_info.value.code == 2
     assert "not a device name" in capsys.readouterr().err
 
