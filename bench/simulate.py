@@ -110,7 +110,7 @@ def spikingjelly_simulate(snn: nn.Module, x: torch.Tensor, timesteps: int, step_
         y = torch.stack([snn(x) for _ in range(timesteps)])  # [T, B, classes]
     else:
         y = snn(x.unsqueeze(0).repeat(timesteps, *[1] * x.dim()))  # [T, B, classes]
-    steps = torch.arange(1, timesteps + 1, dtype=y.dtype).view(-1, 1, 1)
+    steps = torch.arange(1, timesteps + 1, dtype=y.dtype, device=y.device).view(-1, 1, 1)
     return y.cumsum(0) / steps
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .neurons import Neuron, clip_floor, encode, reset
+from .parallel import model_device
 
 PARTS = ("clipping", "quantization", "unevenness")
 
@@ -63,7 +64,7 @@ def layer_errors(snn: nn.Module, x: torch.Tensor, timesteps: int) -> dict:
             hooks.append(m.register_forward_hook(partial(_on_neuron, found, name, timesteps)))
     try:
         reset(snn)
-        snn(encode(x, timesteps))
+        snn(encode(x.to(model_device(snn)), timesteps))
     finally:
         for h in hooks:
             h.remove()

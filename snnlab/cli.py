@@ -30,12 +30,14 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from . import reproduce
 from .activations import ACTIVATIONS
 from .convert import RECIPES, T_FREE_RECIPES, convert
 from .data import DATASETS, get_loaders
 from .files import write_atomic
 from .energy import E_MAC_PJ, FIRST_LAYER, count_macs, energy_report
 from .models import MODELS
+from .parallel import resolve_device
 from .simulate import Probe, evaluate_snn, keep_freed_memory
 from .train import evaluate, prepare, seed_everything
 from .viz import compare_figure
@@ -84,6 +86,7 @@ class CompareConfig:
     batch_size: int = 128
     output: str = "reports"
     first_layer: str = "once"
+    device: str | None = None  # None: cuda when available, else cpu
 
 
 def parse_method(text: str) -> Method:
@@ -155,7 +158,7 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
                          levels=args.levels, epochs=args.epochs, train_size=args.train_size, methods=methods,
                          timesteps=parse_timesteps(args.timesteps), seed=args.seed,
                          calibration=args.calibration, batch_size=args.batch_size, output=args.output,
-                         first_layer=args.first_layer)
+                         first_layer=args.first_layer, device=str(resolve_device(args.device)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -185,7 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-layer", choices=FIRST_LAYER, default="once",
                    help="energy: the first conv computed once (direct encoding) or charged at every step "
                         "(default: once)")
+    p.add_argument("--device", default=None, help="where the ANN and SNNs run (default: cuda when available, else cpu)")
     p.set_defaults(command_parser=p)  # so that main() reports bad values with this command's usage
+    reproduce.add_commands(commands)  # `snnlab train` and `snnlab reproduce` (reproduce.py)
     return parser
 
 
@@ -245,7 +250,7 @@ def _prepare(config: CompareConfig) -> tuple:
     epochs = {} if config.epochs is None else {"epochs": config.epochs}
     return prepare(dataset=config.dataset, model=config.model, activation=config.activation, levels=config.levels,
                    train_size=config.train_size, calibration=config.calibration, batch_size=config.batch_size,
-                   seed=config.seed, **epochs)
+                   seed=config.seed, device=config.device, **epochs)
 
 
 def run_compare(config: CompareConfig) -> dict:
@@ -309,6 +314,8 @@ def main(argv: list | None = None) -> int:
     """Entry point of the `snnlab` console script (and `python -m snnlab`); returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in ("train", "reproduce"):
+        return reproduce.main(args)
     try:
         config = config_from_args(args)
     except ValueError as err:

@@ -18,6 +18,7 @@ from torch import nn
 
 from .activations import QCFS, ClipReLU
 from .neurons import Neuron, SharedDropout, TimeBatched, check_images, check_timesteps, clip_floor, neurons
+from .parallel import model_device, resolve_device
 
 SPIKING_SITES = (nn.ReLU, ClipReLU, QCFS)
 STATELESS = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
@@ -72,10 +73,11 @@ def record_preactivations(model: nn.Module, images: torch.Tensor, max_samples: i
 
     Args:
         model: the ANN (fold BN first: the pre-activations are then those the SNN integrates).
-        images: calibration images [N, C, H, W] (Rueckauer et al.: data-based normalization).
+        images: calibration images [N, C, H, W] (Rueckauer et al.: data-based normalization), moved
+            batch by batch to the model's device.
         max_samples: values kept per layer (a uniform sample; the maximum is exact).
 
-    Returns: {layer name: LayerRecord}, in the order the layers run.
+    Returns: {layer name: LayerRecord}, in the order the layers run; the samples on the CPU.
     """
     sites = {name: m for name, m in model.named_modules() if isinstance(m, SPIKING_SITES)}
     if not sites:
@@ -89,8 +91,9 @@ def record_preactivations(model: nn.Module, images: torch.Tensor, max_samples: i
              for name, m in sites.items()]
     try:
         model.eval()
+        device = model_device(model)
         for batch in images.split(batch_size):
-            model(batch)
+            model(batch.to(device, non_blocking=True))
     finally:
         for h in hooks:
             h.remove()
@@ -100,8 +103,8 @@ def record_preactivations(model: nn.Module, images: torch.Tensor, max_samples: i
 
 def _keep_sample(store, n, gen, module, inputs):
     z = inputs[0].detach().flatten()
-    index = torch.randint(len(z), (min(n, len(z)),), generator=gen)
-    store.append((z.max().item(), z[index].float()))
+    index = torch.randint(len(z), (min(n, len(z)),), generator=gen).to(z.device)
+    store.append((z.max().item(), z[index].float().cpu()))
 
 
 # ---------------------------------------------------------------- 3. threshold recipes
@@ -183,7 +186,7 @@ def optimal_v_init(record: LayerRecord, timesteps: int, setting: dict, steps: in
 
 # ---------------------------------------------------------------- 4. replace: the whole pipeline
 def convert(model: nn.Module, images: torch.Tensor, *, threshold="percentile", timesteps: int = 8,
-            v_init=0.5, maxpool: str = "error", max_samples: int = 200_000) -> nn.Module:
+            v_init=0.5, maxpool: str = "error", max_samples: int = 200_000, device=None) -> nn.Module:
     """Convert a trained ANN into an SNN of IF neurons (soft reset) that runs on [T, B, ...] input.
 
     Steps, in order: fold BN → record pre-activations on `images` → one threshold per layer from the
@@ -199,8 +202,9 @@ def convert(model: nn.Module, images: torch.Tensor, *, threshold="percentile", t
         timesteps: the T the recipes that model the neuron ("mse", "datta") fit for.
         v_init: V[0] as a fraction of θ (0.0, 0.5 = OPI's θ/2) or "optimal" (per layer, by search).
         maxpool: "avg" replaces MaxPool2d by AvgPool2d; "error" refuses it.
+        device: where the ANN is calibrated and the SNN is put (None: the ANN's device; `parallel.resolve_device`).
 
-    Returns: the SNN (eval mode). Run it with `simulate.simulate` / `simulate.evaluate_snn`, which check
+    Returns: the SNN (eval mode, on `device`). Run it with `simulate.simulate` / `simulate.evaluate_snn`, which check
         their input against its `input_shape` attribute (one calibration image's shape, e.g. (3, 32, 32)).
     Reference: methods digest §1, §2, §6; notebooks 01–03.
     """
@@ -210,7 +214,8 @@ def convert(model: nn.Module, images: torch.Tensor, *, threshold="percentile", t
         _check_v_init(v_init, " or 'optimal'")
     if maxpool not in ("avg", "error"):
         raise ValueError(f"maxpool must be 'avg' or 'error', got {maxpool!r}")
-    folded = fold_batchnorm(model)
+    device = model_device(model) if device is None else resolve_device(device)
+    folded = fold_batchnorm(model).to(device)
     records = record_preactivations(folded, images, max_samples=max_samples)
     settings = {}
     for name, record in records.items():
@@ -220,7 +225,7 @@ def convert(model: nn.Module, images: torch.Tensor, *, threshold="percentile", t
         if v_init == "optimal":
             setting["v_init"] = optimal_v_init(record, timesteps, setting)
         settings[name] = setting
-    snn = _replace(folded, settings, maxpool).eval()
+    snn = _replace(folded, settings, maxpool).to(device).eval()
     snn.input_shape = tuple(images.shape[1:])  # what `simulate` accepts: [B, *input_shape]
     return snn
 

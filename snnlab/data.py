@@ -257,10 +257,13 @@ class TensorLoader:
         shuffle: draw a new random order each epoch (and drop the incomplete last batch).
         padding, flip: augmentation of each batch (`random_crop_flip`); 0 and False for none.
         seed: seed of the order and the augmentation.
+        pin_memory: yield page-locked batches, which `.to("cuda", non_blocking=True)` copies while the GPU
+            computes (None: when CUDA is available).
     """
 
-    def __init__(self, x, y, *, batch_size, shuffle=False, padding=0, flip=False, seed=0):
+    def __init__(self, x, y, *, batch_size, shuffle=False, padding=0, flip=False, seed=0, pin_memory=None):
         self.x, self.y = x, y
+        self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.batch_size, self.shuffle, self.padding, self.flip = batch_size, shuffle, padding, flip
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -277,7 +280,7 @@ class TensorLoader:
             x = self.x[index]
             if self.padding or self.flip:
                 x = random_crop_flip(x, self.padding, self.flip, self.generator)
-            yield x, self.y[index]
+            yield (x.pin_memory(), self.y[index].pin_memory()) if self.pin_memory else (x, self.y[index])
 
 
 def _to_tensors(x: np.ndarray, y: np.ndarray, info: DatasetInfo):

@@ -25,6 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .neurons import Neuron, TimeBatched, check_images, check_timesteps, encode, if_step, neurons, reset
+from .parallel import model_device
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt() parameters (malloc.h)
 
@@ -58,7 +59,8 @@ def simulate(snn: nn.Module, x: torch.Tensor, timesteps: int, encoding: str = "d
     environment variable SNNLAB_KEEP_FREED_MEMORY=0 before the first call to opt out).
 
     Args:
-        snn: a converted network (`convert.convert`). x: images [B, C, H, W]. timesteps: T ≥ 1.
+        snn: a converted network (`convert.convert`). x: images [B, C, H, W], moved to the SNN's device
+            (the output stays there). timesteps: T ≥ 1.
         encoding: "direct" or "rate" (`neurons.encode`; the rate code is drawn with seed 0).
         chunk: feed the T steps this many at a time (None: all in one pass). Memory then grows with
             chunk·B instead of T·B, and the result is bitwise the same. Chunk long runs, T in the
@@ -71,10 +73,11 @@ def simulate(snn: nn.Module, x: torch.Tensor, timesteps: int, encoding: str = "d
     _check_chunk(chunk)
     _check_input(snn, x)
     keep_freed_memory()  # once per process
+    x = x.to(model_device(snn), non_blocking=True)
     if x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
     reset(snn)
-    generator = torch.Generator(device=x.device).manual_seed(0)  # the rate code, drawn chunk after chunk
+    generator = torch.Generator(device=x.device).manual_seed(0) if encoding == "rate" else None  # the rate code
     size, sums = chunk or timesteps, []
     for start in range(0, timesteps, size):
         y = snn(encode(x, min(size, timesteps - start), encoding, generator=generator))  # [k, B, classes]
@@ -119,7 +122,8 @@ def evaluate_snn(snn: nn.Module, loader, timesteps: int, max_batches: int | None
     """Accuracy (%) after each step t = 1..T over a data loader, from one simulation per batch.
 
     Args:
-        loader: yields (images, labels). Run it inside a `Probe` to count spikes as well.
+        loader: yields (images, labels), each batch moved to the SNN's device. Run it inside a `Probe`
+            to count spikes as well.
         max_batches: stop after this many batches (None: all).
         chunk: steps per call of the network (see `simulate`; None: all T at once).
 
@@ -132,7 +136,7 @@ def evaluate_snn(snn: nn.Module, loader, timesteps: int, max_batches: int | None
         if max_batches is not None and i >= max_batches:
             break
         out = simulate(snn, x, timesteps, chunk=chunk)  # [T, B, classes]
-        correct += (out.argmax(-1) == labels).sum(1).float().cpu()
+        correct += (out.argmax(-1) == labels.to(out.device)).sum(1).float().cpu()
         total += len(labels)
     if total == 0:
         raise ValueError("the loader gave no batch to evaluate")
@@ -159,10 +163,12 @@ class Probe:
 
     Args:
         snn: the converted network. trace: how many neurons of sample 0 to trace per layer (0: none).
+        device: where the counts add up (None: the CPU). The SNN's device saves a copy per layer and
+            call on a GPU; reading a count (`spike_rate`, `.item()`) then waits for the GPU.
     """
 
-    def __init__(self, snn: nn.Module, trace: int = 0):
-        self.snn, self.trace = snn, trace
+    def __init__(self, snn: nn.Module, trace: int = 0, device=None):
+        self.snn, self.trace, self.device = snn, trace, torch.device("cpu" if device is None else device)
         self.spikes, self.events, self.neurons, self.inputs, self.macs, self.samples = {}, {}, {}, {}, {}, {}
         self.traces, self._hooks, self._before = {}, [], {}
         self._start, self._end, self._length = 0, 0, None  # this call's steps [start, end) of the run; T of runs
@@ -209,17 +215,17 @@ class Probe:
 
     def _count(self, store: dict, name: str, counts: torch.Tensor, samples: int) -> None:
         """Add this call's per-step counts ([k]) at its steps of the run; the first run grows the record."""
-        total = store.get(name, torch.zeros(0))
+        total = store.get(name, torch.zeros(0, device=self.device))
         if len(total) < self._end:
-            total = torch.cat([total, torch.zeros(self._end - len(total))])  # [end]
-        total[self._start:self._end] += counts
+            total = torch.cat([total, torch.zeros(self._end - len(total), device=self.device)])  # [end]
+        total[self._start:self._end] += counts.to(self.device)
         store[name] = total
         if self._start == 0:  # a run's later chunks bring no new samples
             self.samples[name] = self.samples.get(name, 0) + samples
 
     def _on_neuron(self, name, module, inputs, out):
         fired = out != 0  # [T, B, ...]
-        self._count(self.spikes, name, fired.flatten(2).sum((1, 2)).float().cpu(), out.shape[1])  # [T]
+        self._count(self.spikes, name, fired.flatten(2).sum((1, 2)).float(), out.shape[1])  # [T]
         self.neurons[name] = out[0, 0].numel()
         if name in self._before:
             self._keep_trace(name, module, fired)
@@ -244,7 +250,7 @@ class Probe:
 
     def _on_synapse(self, name, module, inputs, out):
         x = inputs[0]  # [T, B, ...]
-        self._count(self.events, name, (x != 0).flatten(2).sum((1, 2)).float().cpu(), x.shape[1])  # [T]
+        self._count(self.events, name, (x != 0).flatten(2).sum((1, 2)).float(), x.shape[1])  # [T]
         self.inputs[name] = x[0, 0].numel()
         layer = module.layer
         per_output = layer.in_features if isinstance(layer, nn.Linear) else \

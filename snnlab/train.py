@@ -1,8 +1,9 @@
 """Training loops: the ANN before conversion (this part) and the SNN through time (BPTT).
 
-The ANN part trains with SGD (Nesterov) and a OneCycle or cosine learning-rate schedule, and
-caches trained networks as checkpoints named by a hash of their configuration (`get_ann`), so
-that a notebook re-run with the same knobs loads the network instead of training it again.
+The ANN part trains with SGD (Nesterov) or Adam and a OneCycle, cosine or step learning-rate schedule
+(data parallel under torchrun: parallel.py), and caches trained networks as checkpoints named by a hash
+of their configuration (`get_ann`), so that a notebook re-run with the same knobs loads the network
+instead of training it again.
 
 Taught in notebook 00 (training the ANN) and reused by every notebook after it.
 """
@@ -22,8 +23,11 @@ from .activations import activation_factory
 from .data import data_source, dataset_info, get_loaders
 from .files import cache_dir, check_writable, write_atomic
 from .models import build_model
+from .parallel import distribute, is_main, model_device, reduce_sums, resolve_device, sync_buffers
 
-SCHEDULES = ("onecycle", "cosine")
+SCHEDULES = ("onecycle", "cosine", "step")
+OPTIMIZERS = ("sgd", "adam")
+STEP_MILESTONES = (0.6, 0.8, 0.9)  # "step": lr ÷ 5 at these fractions of training (Datta, IIR-SNN)
 ANN_EPOCHS = 35  # get_ann's default: about 80 % on the 10k CIFAR-10 subset in 10 minutes on 2 cores
 
 
@@ -46,22 +50,35 @@ def evaluate(model: nn.Module, loader) -> float:
     """
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     correct = total = 0
     for x, y in loader:
-        correct += (model(x.to(device)).argmax(1) == y.to(device)).sum().item()
+        correct += (model(x.to(device, non_blocking=True)).argmax(1) == y.to(device)).sum().item()
         total += len(y)
     model.train(was_training)
     return 100.0 * correct / total
 
 
-def _scheduler(optimizer, schedule: str, lr: float, total_steps: int):
-    """Per-batch lr schedule: OneCycle (25 % warm-up to `lr`) or cosine decay from `lr`."""
+def make_scheduler(optimizer, schedule: str, lr: float, total_steps: int, milestones=STEP_MILESTONES):
+    """Per-batch lr schedule: OneCycle (25 % warm-up to `lr`), cosine decay from `lr`, or "step" (÷ 5 at
+    each fraction of `milestones` of the steps, the papers' step decay)."""
+    if schedule == "step":
+        steps = [max(1, round(f * total_steps)) for f in milestones]
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=steps, gamma=0.2)
     if schedule == "onecycle":
         warm_up = 0.25 if total_steps != 4 else 0.3  # OneCycleLR divides by warm_up·steps − 1: 0 at 4 steps
         return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps,
                                                    pct_start=warm_up, cycle_momentum=False)
     return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total_steps)
+
+
+def _optimizer(model: nn.Module, name: str, lr: float, weight_decay: float, momentum: float):
+    """SGD with Nesterov momentum, or Adam (DIET-SNN's ANN); weight decay on every parameter."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    if name == "adam":
+        return torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
 
 
 def _check_train_args(epochs, lr, schedule, train_loader) -> None:
@@ -77,8 +94,9 @@ def _check_train_args(epochs, lr, schedule, train_loader) -> None:
 
 def train_ann(model: nn.Module, train_loader, *, epochs: int, lr: float = 0.1,
               weight_decay: float = 5e-4, momentum: float = 0.9, schedule: str = "onecycle",
-              label_smoothing: float = 0.1, test_loader=None, checkpoint=None, progress: bool = True) -> dict:
-    """Train `model` with SGD (Nesterov) on cross-entropy with label smoothing; lr per batch.
+              label_smoothing: float = 0.1, test_loader=None, checkpoint=None, progress: bool = True,
+              optimizer: str = "sgd", milestones=STEP_MILESTONES) -> dict:
+    """Train `model` with SGD (Nesterov) or Adam on cross-entropy with label smoothing; lr per batch.
 
     Weight decay applies to every parameter, trainable activation bounds λ included (as QCFS
     does: it keeps λ from growing). Training runs in channels_last memory format, which makes the
@@ -91,34 +109,45 @@ def train_ann(model: nn.Module, train_loader, *, epochs: int, lr: float = 0.1,
         epochs: passes over `train_loader` (≥ 1).
         lr: peak learning rate (OneCycle) or initial one (cosine).
         weight_decay, momentum: of SGD.
-        schedule: "onecycle" (25 % warm-up, then cosine annealing) or "cosine".
+        schedule: "onecycle" (25 % warm-up, then cosine annealing), "cosine", or "step" (÷ 5 at 60/80/90 %).
         label_smoothing: of the cross-entropy loss.
         test_loader: if given, test accuracy is measured after every epoch.
         checkpoint: a file path, or None. The whole state is saved there after every epoch
             (`save_training`), and a call that finds the file resumes after its last finished epoch,
             ending exactly as an uninterrupted run would.
-        progress: show a tqdm bar over epochs with the last loss and accuracies.
+        progress: show a tqdm bar over epochs with the last loss and accuracies (rank 0 only).
+        optimizer: "sgd" (Nesterov, `momentum`) or "adam". milestones: the fractions of training where
+            the "step" schedule divides lr by 5.
+
+    Under torchrun (`parallel`), the loop runs in every process on its `parallel.ShardedLoader`, through
+    DistributedDataParallel; losses and accuracies are summed over ranks, rank 0 alone writes `checkpoint`.
 
     Returns:
         History, one entry per epoch: {"loss": mean training loss, "train_acc": %, "test_acc": %
         (empty without test_loader), "seconds": training time of the epoch (without testing)}.
     """
     _check_train_args(epochs, lr, schedule, train_loader)
-    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, nesterov=True,
-                                weight_decay=weight_decay)
-    scheduler = _scheduler(optimizer, schedule, lr, epochs * len(train_loader))
+    optimizer_name, optimizer = optimizer, _optimizer(model, optimizer, lr, weight_decay, momentum)
+    scheduler = make_scheduler(optimizer, schedule, lr, epochs * len(train_loader), milestones)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     history = {"loss": [], "train_acc": [], "test_acc": [], "seconds": []}
     config = {"epochs": epochs, "lr": lr, "weight_decay": weight_decay, "momentum": momentum,
               "schedule": schedule, "label_smoothing": label_smoothing, "batches": len(train_loader)}
+    if optimizer_name != "sgd":
+        config["optimizer"] = optimizer_name
+    if schedule == "step":
+        config["milestones"] = list(milestones)
     if checkpoint is not None:
         history = resume_training(checkpoint, model, optimizer, scheduler, train_loader, config, history)
     done = len(history["loss"])
-    bar = tqdm(range(done, epochs), initial=done, total=epochs, desc="train", unit="epoch", disable=not progress)
+    bar = tqdm(range(done, epochs), initial=done, total=epochs, desc="train", unit="epoch",
+               disable=not (progress and is_main()))
     model.to(memory_format=torch.channels_last)  # only 4-d weights change layout
+    trained = distribute(model)  # DistributedDataParallel under torchrun, else `model`
     for _ in bar:
         start = time.perf_counter()
-        loss, accuracy = _train_epoch(model, train_loader, optimizer, scheduler, loss_fn)
+        loss, accuracy = _train_epoch(trained, train_loader, optimizer, scheduler, loss_fn)
+        sync_buffers(model)  # BN statistics: rank 0's everywhere
         history["seconds"].append(time.perf_counter() - start)
         history["loss"].append(loss)
         history["train_acc"].append(accuracy)
@@ -135,10 +164,10 @@ def train_ann(model: nn.Module, train_loader, *, epochs: int, lr: float = 0.1,
 def _train_epoch(model, loader, optimizer, scheduler, loss_fn) -> tuple:
     """One pass over `loader` in channels_last, lr stepped per batch; returns (mean loss, training accuracy %)."""
     model.train()
-    device = next(model.parameters()).device
+    device = model_device(model)
     loss_sum, correct, seen = 0.0, 0, 0
     for x, y in loader:
-        x, y = x.to(device), y.to(device)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         logits = model(x)  # [B, num_classes]
@@ -150,6 +179,7 @@ def _train_epoch(model, loader, optimizer, scheduler, loss_fn) -> tuple:
         loss_sum += loss.item() * len(y)
         correct += (logits.argmax(1) == y).sum().item()
         seen += len(y)
+    loss_sum, correct, seen = reduce_sums(loss_sum, correct, seen)  # over all ranks under torchrun
     return loss_sum / seen, 100.0 * correct / seen
 
 
@@ -157,23 +187,27 @@ def save_checkpoint(path, model: nn.Module, meta: dict) -> None:
     """Save the state dict of `model` and `meta` to `path`, atomically (`files.write_atomic`).
 
     `meta` may hold only what `torch.load(weights_only=True)` reads back: numbers, strings,
-    None, tensors, and lists/dicts of those.
+    None, tensors, and lists/dicts of those. Under torchrun only rank 0 writes (every rank holds
+    the same weights).
 
     Raises: OSError naming `path` if it cannot be written.
     """
-    write_atomic(path, lambda f: torch.save({"state_dict": model.state_dict(), "meta": meta}, f))
+    if is_main():
+        write_atomic(path, lambda f: torch.save({"state_dict": model.state_dict(), "meta": meta}, f))
 
 
 def save_training(path, model: nn.Module, optimizer, scheduler, loader, config: dict, history: dict) -> None:
     """Checkpoint everything a resumed run needs to continue exactly (`resume_training` reads it back).
 
     Weights, optimizer and lr-schedule state, PyTorch's global RNG (dropout), the loader's
-    `generator` (order and augmentation, if the loader has one), the run's `config` and `history`.
+    `generator` (order and augmentation, if the loader has one) or its `state_dict()` (a
+    `parallel.ShardedLoader`), the run's `config` and `history`.
     """
     generator = getattr(loader, "generator", None)
     save_checkpoint(path, model, {"config": config, "history": history, "optimizer": optimizer.state_dict(),
                                   "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(),
-                                  "loader_rng": None if generator is None else generator.get_state()})
+                                  "loader_rng": None if generator is None else generator.get_state(),
+                                  "loader_state": loader.state_dict() if hasattr(loader, "state_dict") else None})
 
 
 def resume_training(path, model: nn.Module, optimizer, scheduler, loader, config: dict, history: dict) -> dict:
@@ -205,6 +239,8 @@ def _load_training(path, model: nn.Module, optimizer, scheduler, loader, config:
     generator = getattr(loader, "generator", None)
     if generator is not None and meta["loader_rng"] is not None:
         generator.set_state(meta["loader_rng"])
+    if hasattr(loader, "load_state_dict") and meta.get("loader_state") is not None:
+        loader.load_state_dict(meta["loader_state"])
     return meta["history"]
 
 
@@ -230,7 +266,7 @@ def load_checkpoint(path, model: nn.Module) -> dict:
 
 def get_ann(*, dataset: str = "cifar10", model: str = "vgg-mini", activation: str = "relu",
             levels: int = 4, epochs: int = ANN_EPOCHS, lr: float = 0.2, train_size=None, test_size=None,
-            batch_size: int = 128, seed: int = 0, progress: bool = True):
+            batch_size: int = 128, seed: int = 0, progress: bool = True, device=None):
     """A trained ANN: loaded from the checkpoint cache when its configuration was trained before,
     else trained (`train_ann`, OneCycle), tested and saved.
 
@@ -249,9 +285,11 @@ def get_ann(*, dataset: str = "cifar10", model: str = "vgg-mini", activation: st
         epochs, lr, batch_size: of the training (`lr` is the OneCycle peak).
         train_size, test_size, seed: of `data.get_loaders`; `seed` also seeds the initialization.
         progress: show a progress bar while training.
+        device: where the model is trained and returned (None: CUDA when available, else the CPU;
+            `parallel.resolve_device`). Not part of the checkpoint's hash: a net trained on a GPU loads on a CPU.
 
     Returns:
-        (model in eval mode, info) with info = {"config", "test_accuracy" (%), "train_seconds",
+        (model in eval mode, on `device`, info) with info = {"config", "test_accuracy" (%), "train_seconds",
         "history" (see `train_ann`), "checkpoint" (path), "cached" (True if loaded)}.
     """
     config = dict(dataset=dataset, source=data_source(dataset), model=model, activation=activation,
@@ -266,7 +304,7 @@ def get_ann(*, dataset: str = "cifar10", model: str = "vgg-mini", activation: st
     seed_everything(seed)
     net = build_model(model, num_classes=data_info.num_classes, in_channels=data_info.in_channels,
                       image_size=data_info.image_size,
-                      activation_layer=activation_factory(activation, **kwargs))
+                      activation_layer=activation_factory(activation, **kwargs)).to(resolve_device(device))
     cached = path.exists()
     if cached:
         meta = load_checkpoint(path, net)
@@ -287,22 +325,22 @@ def get_ann(*, dataset: str = "cifar10", model: str = "vgg-mini", activation: st
 class Prepared(NamedTuple):
     """What a conversion experiment starts from (`prepare`); unpack it or read it by name."""
 
-    ann: nn.Module  # the trained ANN, eval mode
+    ann: nn.Module  # the trained ANN, eval mode, on the device asked for
     info: dict  # `get_ann`'s info: test accuracy on all test images, history, checkpoint path
-    calibration: torch.Tensor  # [N_cal, C, H, W] training images that set the thresholds
+    calibration: torch.Tensor  # [N_cal, C, H, W] training images that set the thresholds, on the ANN's device
     test_loader: object  # a `data.TensorLoader` over the test images, classes interleaved
 
 
 def prepare(*, dataset: str = "cifar10", model: str = "vgg-mini", activation: str = "relu", levels: int = 4,
             epochs: int = ANN_EPOCHS, train_size=None, calibration: int = 1000, test_size=None, batch_size: int = 100,
-            seed: int = 0, progress: bool = True) -> Prepared:
+            seed: int = 0, progress: bool = True, device=None) -> Prepared:
     """The setup of every notebook, `snnlab compare` and the benchmarks: ANN, calibration images, test loader.
 
     The ANN comes from `get_ann` (cached); the calibration images are the first `calibration` of a
     seeded shuffled pass over the ANN's own training images (no augmentation); the test loader holds
     `test_size` test images (None: all), class-balanced and interleaved, in batches of `batch_size`.
 
-    Args: as `get_ann` (dataset, model, activation, levels, epochs, train_size, seed, progress), and
+    Args: as `get_ann` (dataset, model, activation, levels, epochs, train_size, seed, progress, device), and
         calibration: how many training images set the thresholds (≤ the training images).
         test_size, batch_size: of the test loader.
 
@@ -315,7 +353,7 @@ def prepare(*, dataset: str = "cifar10", model: str = "vgg-mini", activation: st
         raise ValueError(f"calibration must be an integer from 1 to {len(train.x)} (the training images), "
                          f"got {calibration!r}")
     ann, info = get_ann(dataset=dataset, model=model, activation=activation, levels=levels, epochs=epochs,
-                        train_size=train_size, seed=seed, progress=progress)
-    images, _ = next(iter(train))  # [N_cal, C, H, W]
+                        train_size=train_size, seed=seed, progress=progress, device=device)
+    images = next(iter(train))[0].to(model_device(ann))  # [N_cal, C, H, W]
     _, test_loader = get_loaders(dataset, batch_size=batch_size, test_size=test_size, augment=False, seed=seed)
     return Prepared(ann, info, images, test_loader)

@@ -34,8 +34,9 @@ from .files import cache_dir
 from .energy import energy_report
 from .neurons import (SURROGATES, Neuron, SharedDropout, TimeBatched, check_timesteps,
                       learn_threshold_and_leak, neurons, reset)
+from .parallel import distribute, is_main, model_device, reduce_sums
 from .simulate import Probe, encode, evaluate_snn, simulate
-from .train import resume_training, save_training
+from .train import make_scheduler, resume_training, save_training
 
 MIN_THRESHOLD = 1e-3  # θ is kept above this: the surrogate's z = H/θ − 1 divides by θ
 WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
@@ -150,10 +151,10 @@ def clamp_threshold_and_leak(snn: nn.Module) -> None:
 def _train_epoch(snn, loader, optimizer, scheduler, timesteps: int, progress: bool) -> tuple:
     """One pass over `loader`; returns (mean loss, training accuracy in %)."""
     snn.train()
-    device = next(snn.parameters()).device
+    device = model_device(snn)
     loss_sum, correct, seen = 0.0, 0, 0
     for x, labels in tqdm(loader, desc=f"T={timesteps}", unit="batch", leave=False, disable=not progress):
-        x, labels = x.to(device), labels.to(device)
+        x, labels = x.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         reset(snn)
         potential = snn(encode(x, timesteps)).sum(0)  # [T, B, classes] → U_out: [B, classes]
         loss = F.cross_entropy(potential, labels)
@@ -166,6 +167,7 @@ def _train_epoch(snn, loader, optimizer, scheduler, timesteps: int, progress: bo
         correct += (potential.argmax(1) == labels).sum().item()
         seen += len(labels)
     reset(snn)  # drop the last graph
+    loss_sum, correct, seen = reduce_sums(loss_sum, correct, seen)  # over all ranks under torchrun
     return loss_sum / seen, 100.0 * correct / seen
 
 
@@ -190,10 +192,11 @@ def _adam(snn: nn.Module, lr: float, neuron_lr, weight_decay: float) -> torch.op
 
 def train_snn(snn: nn.Module, train_loader, *, timesteps: int, epochs: int, lr: float = 1e-4, neuron_lr=None,
               weight_decay: float = 0.0, cache: str | None = None, checkpoint=None, test_loader=None,
-              progress: bool = True) -> dict:
+              progress: bool = True, schedule: str = "cosine") -> dict:
     """Train an SNN by backpropagation through time: loss = CE(Σ_t Y_out[t], label).
 
-    Adam (amsgrad) with a cosine learning-rate decay per batch; λ ≤ 1 and θ ≥ θ_min after every step.
+    Adam (amsgrad), lr decayed per batch (`schedule`: "cosine", or "step", ÷ 5 at 60/80/90 %); λ ≤ 1 and
+    θ ≥ θ_min after every step. Under torchrun it runs through DistributedDataParallel as `train.train_ann` does.
     With `cache` (or an explicit `checkpoint` file), its folder is checked writable before training, the
     whole state is saved atomically after every epoch (`train.save_training`), and a call that finds the
     file resumes after its last finished epoch (a finished run just loads: the file is a cache).
@@ -202,8 +205,7 @@ def train_snn(snn: nn.Module, train_loader, *, timesteps: int, epochs: int, lr: 
         snn: from `diet_init`, or `convert` + `make_trainable`; trained in place, left in eval mode.
         train_loader: yields (images [B, C, H, W], labels [B]); its `generator` (if any) is checkpointed.
         timesteps: T, the steps per image. epochs: passes over `train_loader`.
-        lr: Adam's initial learning rate of the weights (the papers: 1e-4 for 200–500 epochs;
-            bench/training_runs.py trains 2–14 epochs at 1e-3, which ended 3–5 pt higher at T = 1).
+        lr: Adam's initial lr of the weights (papers: 1e-4, 200–500 epochs; 1e-3 did 3–5 pt better in 2–14).
         neuron_lr: that of θ and λ (None: `lr`, as in the papers). Adam moves every parameter by about
             its lr per step, whatever its size: θ (≈ 1) is ≈ 30× larger than a weight, so in a few epochs
             it needs a larger lr to move at all (notebook 04 measures it).
@@ -223,21 +225,24 @@ def train_snn(snn: nn.Module, train_loader, *, timesteps: int, epochs: int, lr: 
         raise ValueError(f"epochs must be an integer ≥ 1, got {epochs!r}")
     if not lr > 0 or not (neuron_lr is None or neuron_lr > 0):
         raise ValueError(f"lr and neuron_lr must be > 0 (neuron_lr may be None), got {lr!r} and {neuron_lr!r}")
-    config = {"timesteps": timesteps, "epochs": epochs, "lr": lr, "neuron_lr": neuron_lr,
-              "weight_decay": weight_decay, "batches": len(train_loader)}
+    if schedule not in ("cosine", "step"):
+        raise ValueError(f"schedule must be 'cosine' or 'step', got {schedule!r}")
+    config = {"timesteps": timesteps, "epochs": epochs, "lr": lr, "neuron_lr": neuron_lr, "weight_decay": weight_decay,
+              "batches": len(train_loader), **({} if schedule == "cosine" else {"schedule": schedule})}
     if cache is not None:
         checkpoint = cache_path(cache, snn, train_loader, config)
     optimizer = _adam(snn, lr, neuron_lr, weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * len(train_loader))
+    scheduler = make_scheduler(optimizer, schedule, lr, epochs * len(train_loader))
     history = {key: [] for key in ("loss", "train_acc", "test_acc", "seconds", "threshold", "leak")}
     if checkpoint is not None:  # checks the folder is writable; resumes a run it finds there
         history = resume_training(checkpoint, snn, optimizer, scheduler, train_loader, config, history)
     done = len(history["loss"])
     bar = tqdm(range(done, epochs), initial=done, total=epochs, desc=f"BPTT T={timesteps}", unit="epoch",
-               disable=not progress)
+               disable=not (progress and is_main()))
+    trained = distribute(reset(snn))  # DistributedDataParallel under torchrun, else `snn`
     for _ in bar:
         start = time.perf_counter()
-        loss, accuracy = _train_epoch(snn, train_loader, optimizer, scheduler, timesteps, progress)
+        loss, accuracy = _train_epoch(trained, train_loader, optimizer, scheduler, timesteps, progress and is_main())
         _log_epoch(history, snn, loss, accuracy, time.perf_counter() - start, test_loader, timesteps)
         if checkpoint is not None:
             save_training(checkpoint, snn, optimizer, scheduler, train_loader, config, history)
@@ -252,9 +257,8 @@ def cache_path(name: str, snn: nn.Module, loader, config: dict) -> Path:
     The hash covers all that decides the trained network: the start (every parameter and buffer of
     `snn`, and its layers as printed, reset and surrogate included), the training data (the loader's
     images, labels, batch size, shuffling, augmentation and the state of its random generator) and
-    `config`, the run's own arguments (T, epochs, learning rates, weight decay). The same start, data
-    and knobs find the file again; changing any of them names a new one. Hashing reads every image once
-    (about 0.3 s for 10,000 CIFAR images).
+    `config`, the run's own arguments (T, epochs, learning rates, weight decay). Hashing reads every
+    image once (about 0.3 s for 10,000 CIFAR images).
 
     Raises: ValueError unless `loader` is a `data.TensorLoader` (other loaders cannot be fingerprinted:
     pass `checkpoint=<file>` to `train_snn` instead).
@@ -275,7 +279,8 @@ def cache_path(name: str, snn: nn.Module, loader, config: dict) -> Path:
 
 # ---------------------------------------------------------------- 3. IIR-SNN: fewer and fewer steps
 def iir_schedule(snn: nn.Module, train_loader, *, timesteps=(4, 3, 2, 1), epochs: int, lr: float = 1e-4,
-                 neuron_lr=None, cache: str | None = None, test_loader=None, progress: bool = True) -> dict:
+                 neuron_lr=None, cache: str | None = None, test_loader=None, progress: bool = True,
+                 schedule: str = "cosine", checkpoint=None) -> dict:
     """IIR-SNN: re-train at each T in turn, each stage starting from the previous stage's W, θ and λ.
 
         (W, θ, λ)_k = BPTT at T_k for `epochs`, starting from (W, θ, λ)_{k−1}  (θ is not re-estimated)
@@ -283,9 +288,10 @@ def iir_schedule(snn: nn.Module, train_loader, *, timesteps=(4, 3, 2, 1), epochs
     Args:
         snn: the trained start (DIET-SNN at T = 5); not modified: every stage trains a copy.
         timesteps: the T of each stage, in order (IIR-SNN: 4, 3, 2, 1 after the T = 5 start).
-        epochs, lr, neuron_lr, test_loader, progress: of each stage (see `train_snn`).
+        epochs, lr, neuron_lr, test_loader, progress, schedule: of each stage (see `train_snn`).
         cache: a name, e.g. "iir", to keep each stage as `train_snn(..., cache=name)` does (each stage's
             file is named by its own start, the stage before it), or None (no caching).
+        checkpoint: or a path prefix: stage T is kept at "<checkpoint>-T<T>.pt" (resumable; under torchrun).
 
     Returns: {T: (snn, history)} in stage order.
     Reference: Chowdhury, Rathi & Roy, "One Timestep is All You Need" (methods digest §4); notebook 05.
@@ -295,8 +301,9 @@ def iir_schedule(snn: nn.Module, train_loader, *, timesteps=(4, 3, 2, 1), epochs
     stages = {}
     for t in timesteps:
         snn = copy.deepcopy(snn)
-        history = train_snn(snn, train_loader, timesteps=t, epochs=epochs, lr=lr, neuron_lr=neuron_lr,
-                            cache=cache, test_loader=test_loader, progress=progress)
+        history = train_snn(snn, train_loader, timesteps=t, epochs=epochs, lr=lr, neuron_lr=neuron_lr, cache=cache,
+                            checkpoint=None if checkpoint is None else f"{checkpoint}-T{t}.pt",
+                            test_loader=test_loader, progress=progress, schedule=schedule)
         stages[t] = (snn, history)
     return stages
 

@@ -48,7 +48,7 @@ def test_seeded_training_is_reproducible():
 def test_schedules_peak_and_decay():
     def lrs(schedule):
         optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
-        scheduler = train._scheduler(optimizer, schedule, 0.3, total_steps=100)
+        scheduler = train.make_scheduler(optimizer, schedule, 0.3, total_steps=100)
         values = []
         for _ in range(100):
             values.append(optimizer.param_groups[0]["lr"])
@@ -59,13 +59,16 @@ def test_schedules_peak_and_decay():
     assert max(onecycle) == pytest.approx(0.3, rel=1e-3)
     assert onecycle.index(max(onecycle)) in (24, 25)  # 25 % warm-up
     assert onecycle[-1] < 1e-3 and cosine[0] == 0.3 and cosine[-1] < 1e-3
+    step = lrs("step")  # ÷ 5 at 60, 80 and 90 % of the steps (Datta & Beerel, IIR-SNN)
+    assert step[59] == 0.3 and step[60] == pytest.approx(0.06) and step[80] == pytest.approx(0.012)
+    assert step[90] == pytest.approx(0.0024) and step[-1] == pytest.approx(0.0024)
 
 
 @pytest.mark.parametrize("steps", range(1, 10))
 def test_onecycle_runs_on_a_handful_of_steps(steps):
     """torch's OneCycleLR divides by warm-up·steps − 1, zero at 25 % of 4 steps: a 1-epoch run on 500 images."""
     optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.3)
-    scheduler = train._scheduler(optimizer, "onecycle", 0.3, total_steps=steps)
+    scheduler = train.make_scheduler(optimizer, "onecycle", 0.3, total_steps=steps)
     for _ in range(steps):
         optimizer.step()
         scheduler.step()
@@ -74,7 +77,8 @@ def test_onecycle_runs_on_a_handful_of_steps(steps):
 
 @pytest.mark.parametrize("kwargs, match", [({"epochs": 0}, "epochs"),
                                            ({"epochs": 1, "lr": 0}, "lr"),
-                                           ({"epochs": 1, "schedule": "step"}, "onecycle")])
+                                           ({"epochs": 1, "schedule": "linear"}, "onecycle"),
+                                           ({"epochs": 1, "optimizer": "lion"}, "sgd, adam")])
 def test_bad_training_arguments_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
         train.train_ann(_digits_model(), get_loaders("digits")[0], **kwargs)
