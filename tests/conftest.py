@@ -16,7 +16,12 @@ def _cifar_subset_path():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip tests marked `cifar` unless `$SNNLAB_DATA` holds cifar10_10k.npz."""
+    """Skip tests marked `cifar` unless `$SNNLAB_DATA` holds cifar10_10k.npz; run tests marked `browser` last.
+
+    The browser tests run the notebooks again in a browser: after the notebooks' own run (nbval) their
+    training caches are warm, so they take minutes instead of training the networks once more.
+    """
+    items.sort(key=lambda item: "browser" in item.keywords)  # stable: the order within each group is kept
     if _cifar_subset_path() is not None:
         return
     skip = pytest.mark.skip(reason="needs SNNLAB_DATA pointing at a folder with cifar10_10k.npz")
