@@ -114,20 +114,20 @@ def snapshot(app) -> list:
 
 
 def move(page, app, control: str, value) -> None:
-    """Set the control labelled `control` to `value` as a user would."""
-    slider = app.locator(".widget-slider", has_text=control)
+    """Set the control whose description label starts with or contains `control` to `value`, as a user would."""
+    label = page.locator(".widget-label", has_text=control)
+    slider = app.locator(".widget-slider").filter(has=label)
     if slider.count():
-        readout = slider.first.locator(".widget-readout")
-        readout.click()
+        slider.first.locator(".widget-readout").click()
         page.keyboard.press("Control+A")
         page.keyboard.type(str(value))
         page.keyboard.press("Enter")
         return
-    dropdown = app.locator(".widget-dropdown", has_text=control)
+    dropdown = app.locator(".widget-dropdown").filter(has=label)
     if dropdown.count():
         dropdown.first.locator("select").select_option(label=str(value))
         return
-    toggles = app.locator(".widget-toggle-buttons", has_text=control)
+    toggles = app.locator(".widget-toggle-buttons").filter(has=label)
     if toggles.count():
         toggles.first.locator("button", has_text=str(value)).first.click()
         return
