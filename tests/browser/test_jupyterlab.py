@@ -64,24 +64,21 @@ def _shut_down_kernels(url: str) -> None:
         _api(url, f"/api/kernels/{kernel['id']}", "DELETE")
 
 
-def _accept_kernel_dialog(page) -> None:
-    """Accept the "Select Kernel" dialog that a slow server may raise, if it appears within 15 s."""
-    from playwright.sync_api import TimeoutError as NoDialog
-
+def _wait_for_kernel(page) -> None:
+    """Wait until the notebook's kernel is idle, accepting the "Select Kernel" dialog a slow server may raise."""
+    idle = page.get_by_text("Python 3 (ipykernel) | Idle")
     accept = page.locator(".jp-Dialog .jp-mod-accept")
-    try:
-        accept.wait_for(timeout=15_000)
-    except NoDialog:  # the kernel starts by itself
-        return
-    accept.click()
+    idle.or_(accept).first.wait_for()
+    if accept.count():
+        accept.first.click()
+    idle.wait_for()
 
 
 def _run_all(page, url: str, notebook: str) -> None:
     """Open `notebook` in a workspace of its own (nothing else restored) and run all its cells."""
     page.goto(f"{url}/lab/workspaces/{notebook[:2]}/tree/{notebook}?token={TOKEN}")
     page.locator(".jp-NotebookPanel .jp-Cell").first.wait_for()
-    _accept_kernel_dialog(page)
-    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for()  # the kernel has started
+    _wait_for_kernel(page)
     page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
     page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
 
