@@ -16,7 +16,13 @@ def _cifar_subset_path():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip tests marked `cifar` unless `$SNNLAB_DATA` holds cifar10_10k.npz."""
+    """Skip tests marked `cifar` unless `$SNNLAB_DATA` holds cifar10_10k.npz; run tests marked `browser` last.
+
+    The browser tests run the notebooks again in a browser: after the notebooks' own run (nbval) their
+    training caches are warm, so they take minutes instead of training the networks once more.
+    """
+    # a marker, not `"browser" in item.keywords`, which also holds folder names (a clone in a folder "browser")
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)  # stable: each group keeps its order
     if _cifar_subset_path() is not None:
         return
     skip = pytest.mark.skip(reason="needs SNNLAB_DATA pointing at a folder with cifar10_10k.npz")
