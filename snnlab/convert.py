@@ -201,7 +201,9 @@ def convert(model: nn.Module, images: torch.Tensor, *, threshold="percentile", t
         maxpool: "avg" replaces MaxPool2d by AvgPool2d; "error" refuses it.
 
     Returns: the SNN (eval mode). Run it with `simulate.simulate` / `simulate.evaluate_snn`, which check
-        their input against its `input_shape` attribute (one calibration image's shape, e.g. (3, 32, 32)).
+        their input against its `input_shape` attribute (one calibration image's shape, e.g. (3, 32, 32));
+        `snn.activations` maps each neuron layer's name to the ANN activation it replaced (the target
+        `analysis.layer_errors` measures against).
     Reference: methods digest §1, §2, §6; notebooks 01–03.
     """
     recipe = _resolve_recipe(threshold)
@@ -222,6 +224,7 @@ def convert(model: nn.Module, images: torch.Tensor, *, threshold="percentile", t
         settings[name] = setting
     snn = _replace(folded, settings, maxpool).eval()
     snn.input_shape = tuple(images.shape[1:])  # what `simulate` accepts: [B, *input_shape]
+    snn.activations = {name: record.activation for name, record in records.items()}  # the targets (analysis.py)
     return snn
 
 
