@@ -125,10 +125,10 @@ def percentile_threshold(record: LayerRecord, timesteps: int, v_init: float = 0.
 
 
 def bound_threshold(record: LayerRecord, timesteps: int, v_init: float = 0.0) -> dict:
-    """θ = λ, the trained bound of a ClipReLU/QCFS activation (Datta & Beerel; OPI; QCFS)."""
+    """θ = λ_clip, the trained bound of a ClipReLU/QCFS activation (Datta & Beerel; OPI; QCFS)."""
     if not hasattr(record.activation, "bound"):
         raise ValueError(f"layer '{record.name}' is a {type(record.activation).__name__} without a trained bound "
-                         "λ: train the ANN with activation 'clip' or 'qcfs', or pick another threshold recipe")
+                         "λ_clip: train the ANN with activation 'clip' or 'qcfs', or pick another threshold recipe")
     return {"threshold": record.activation.bound.item()}
 
 
@@ -144,12 +144,13 @@ def mse_threshold(record: LayerRecord, timesteps: int, v_init: float = 0.5, step
 
 
 def distribution_aware(record: LayerRecord, timesteps: int, v_init: float = 0.5, steps: int = 100) -> dict:
-    """Datta & Beerel's per-layer (α, β): θ = α·μ fires, a spike carries A = β·μ; fitted to p(z).
+    """Datta & Beerel's per-layer (α, β): θ = α·z_max fires, a spike carries A = β·z_max; fitted to p(z).
 
     Minimizes E[(a(z) − (A/T)·clip(floor((T·z + v_init·θ)/θ), 0, T))²] over the measured z: α on a
-    grid α·μ ∈ {μ·i/steps}, β in closed form (least squares, β·μ = Σa·n / Σn², n = spike counts / T).
-    μ = the layer's maximum. RECONSTRUCTION: the paper's code loads (α, β) from files whose making is
-    not published; this search follows the paper's framing (methods digest §1).
+    grid α·z_max ∈ {z_max·i/steps}, β in closed form (least squares, β·z_max = Σa·n / Σn², n = spike counts / T).
+    z_max = the layer's largest pre-activation (the paper scales by its clip bound μ; μ is BN's mean here).
+    RECONSTRUCTION: the paper's code loads (α, β) from files whose making is not published; this search
+    follows the paper's framing (methods digest §1).
     """
     z, target = record.samples, record.activation(record.samples)
     best = (float("inf"), None, None)
@@ -166,7 +167,7 @@ def distribution_aware(record: LayerRecord, timesteps: int, v_init: float = 0.5,
 RECIPES = {"max": max_threshold, "percentile": percentile_threshold, "bound": bound_threshold,
            "mse": mse_threshold, "datta": distribution_aware,
            "p99": partial(percentile_threshold, p=99.0), "p99.7": partial(percentile_threshold, p=99.7)}
-RECIPE_LABELS = {"max": "max", "percentile": "99.9th percentile", "bound": "learned λ", "mse": "MSE search",
+RECIPE_LABELS = {"max": "max", "percentile": "99.9th percentile", "bound": "learned λ_clip", "mse": "MSE search",
                  "datta": "Datta & Beerel (α, β)", "p99": "99th percentile", "p99.7": "99.7th percentile"}
 # Recipes whose θ depends on neither T nor V[0]: one conversion serves every T (`snnlab compare` runs it once).
 T_FREE_RECIPES = ("max", "percentile", "bound", "p99", "p99.7")
@@ -228,12 +229,36 @@ def convert(model: nn.Module, images: torch.Tensor, *, threshold="percentile", t
     return snn
 
 
-def adjusted(snn: nn.Module, threshold_scale: float = 1.0, v_init: float = None) -> nn.Module:
-    """A copy of a converted SNN with every θ (and spike value A) × `threshold_scale`, and V[0] = v_init·θ.
+def adjusted(snn: nn.Module, threshold_scale: float = 1.0, v_init: float | None = None) -> nn.Module:
+    """A copy of a converted SNN with every θ and spike value A × s, and V[0] = v_init·θ: each layer's level kept.
 
-    Scaling θ and A together scales what every layer sends by the same factor, as DIET-SNN's threshold
-    scaling does; `v_init=None` keeps each layer's V[0]. Notebooks 02 and 03 sweep both with sliders.
+    θ' = s·θ, A' = s·A: a neuron with constant input z sends (A'/T)·floor((T·z + V[0])/θ') ≈ z, as before,
+    only on a finer (s < 1) or coarser (s > 1) staircase with a lower or higher top rate A'. This is not
+    DIET-SNN's threshold scaling, which keeps unit spikes and so changes the level (`diet_scaled`).
+    `v_init=None` keeps each layer's V[0]. Notebooks 02 and 03 sweep both knobs with sliders.
+
+    Symbols: s = `threshold_scale`, θ = threshold, A = spike value (θ when None), T = time steps.
+    Example: one neuron (θ = 1), constant input 0.3, T = 100: rate 0.300 before, 0.300 after s = 0.5.
     """
+    return _scaled(snn, threshold_scale, v_init, scale_spikes=True)
+
+
+def diet_scaled(snn: nn.Module, threshold_scale: float = 1.0, v_init: float | None = None) -> nn.Module:
+    """A copy of a converted SNN with every θ × s and the spike value A kept: DIET-SNN's threshold scaling.
+
+    θ' = s·θ, A' = A: DIET-SNN's neurons emit unit spikes, so lowering θ to s·θ makes a neuron fire 1/s
+    times as often while each spike still carries the same value; every layer's output grows by 1/s
+    (until it clips at A per step), and the next layers see larger inputs. DIET-SNN (θ ← 0.2·θ at T = 5)
+    then trains the SNN, which absorbs the change; `adjusted` is the variant that keeps each level.
+
+    Symbols: s = `threshold_scale`, θ = threshold, A = spike value (θ of the unscaled neuron when None).
+    Example: one neuron (θ = 1), constant input 0.3, T = 100: rate 0.300 before, 0.600 after s = 0.5.
+    Reference: Rathi & Roy, DIET-SNN (code: snn.py `find_threshold`, scaling_factor); methods digest §3.
+    """
+    return _scaled(snn, threshold_scale, v_init, scale_spikes=False)
+
+
+def _scaled(snn, threshold_scale, v_init, scale_spikes: bool) -> nn.Module:
     if isinstance(threshold_scale, bool) or not isinstance(threshold_scale, numbers.Real) or \
             not 0 < threshold_scale < math.inf:
         raise ValueError(f"threshold_scale must be a finite number > 0, got {threshold_scale!r}")
@@ -241,8 +266,10 @@ def adjusted(snn: nn.Module, threshold_scale: float = 1.0, v_init: float = None)
         _check_v_init(v_init, " or None (keep each layer's)")
     snn = copy.deepcopy(snn)
     for neuron in neurons(snn).values():
+        if neuron.spike_value is None and not scale_spikes:  # keep A at the unscaled θ
+            neuron.spike_value = neuron.threshold.detach().clone()
         neuron.threshold.mul_(threshold_scale)
-        if neuron.spike_value is not None:
+        if neuron.spike_value is not None and scale_spikes:
             neuron.spike_value.mul_(threshold_scale)
         if v_init is not None:
             neuron.v_init.fill_(v_init)

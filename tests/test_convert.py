@@ -10,11 +10,12 @@ import torch
 from torch import nn
 
 from snnlab.activations import ClipReLU
-from snnlab.convert import (RECIPE_LABELS, RECIPES, T_FREE_RECIPES, LayerRecord, adjusted, convert, distribution_aware, fold_batchnorm, max_threshold,
-                            mse_threshold, percentile_threshold, record_preactivations)
+from snnlab.convert import (RECIPE_LABELS, RECIPES, T_FREE_RECIPES, LayerRecord, adjusted, convert, diet_scaled,
+                            distribution_aware, fold_batchnorm, max_threshold, mse_threshold, percentile_threshold,
+                            record_preactivations)
 from snnlab.data import get_loaders
 from snnlab.models import build_model
-from snnlab.neurons import Neuron, clip_floor, neurons
+from snnlab.neurons import Neuron, clip_floor, neurons, reset
 from snnlab.simulate import evaluate_snn
 from snnlab.train import get_ann
 
@@ -139,6 +140,27 @@ def test_adjusted_scales_threshold_and_spike_value_on_a_copy():
         with pytest.raises(ValueError, match=r"v_init must be a number in \[0, 1\] \(V\[0\] as a fraction of θ\) or "
                                              rf"None \(keep each layer's\), got {re.escape(repr(bad))}"):
             adjusted(snn, v_init=bad)
+
+
+@pytest.mark.parametrize("v_init", [0.0, 0.5])
+def test_adjusted_keeps_the_level_and_diet_scaling_multiplies_it_by_one_over_s(v_init):
+    """Constant input 0.3, θ = 1, T = 100: 0.300 before, 0.300 with θ and A × 0.5, 0.600 with θ × 0.5 alone."""
+    snn = nn.Sequential(Neuron(threshold=1.0, v_init=v_init))
+    x = torch.full((100, 1, 1), 0.3)  # [T, B, 1]
+
+    def rate(net):
+        with torch.no_grad():
+            return reset(net)(x).mean().item()
+
+    assert rate(snn) == pytest.approx(0.300, abs=1e-6)
+    assert rate(adjusted(snn, threshold_scale=0.5)) == pytest.approx(0.300, abs=1e-6)
+    assert rate(diet_scaled(snn, threshold_scale=0.5)) == pytest.approx(0.600, abs=1e-6)
+    assert rate(diet_scaled(snn, threshold_scale=2.0)) == pytest.approx(0.150, abs=0.01)  # floor: 15 spikes of 1.0 · 1/100
+    scaled = neurons(diet_scaled(snn, threshold_scale=0.5))["0"]
+    assert scaled.threshold.item() == 0.5 and scaled.spike_value.item() == 1.0  # unit spikes kept
+    assert snn[0].spike_value is None and snn[0].threshold.item() == 1.0  # the original is unchanged
+    with pytest.raises(ValueError, match="threshold_scale must be a finite number > 0"):
+        diet_scaled(snn, threshold_scale=0)
 
 
 # ------------------------------------------------------------------ 3. what cannot be converted
