@@ -252,7 +252,7 @@ def relu_to_qcfs(model: nn.Module, images: torch.Tensor, *, levels: int = 1, max
     qcfs = copy.deepcopy(model).eval()
     for name, record in records.items():
         if not isinstance(record.activation, nn.ReLU):
-            raise ValueError(f"layer '{name}' is a {type(record.activation).__name__}, not nn.ReLU: pass a ReLU ANN")
+            raise TypeError(f"layer '{name}' is a {type(record.activation).__name__}, not nn.ReLU: pass a ReLU ANN")
         bound = mse_threshold(record, levels, 0.5)["threshold"]
         _check_threshold(record, bound)
         parent, _, child = name.rpartition(".")

@@ -305,7 +305,7 @@ def test_qcfs_l1_ann_and_its_t1_snn_agree_image_by_image():
     assert torch.allclose(ann_logits, snn_logits, atol=1e-4)
     with pytest.raises(ValueError, match="levels must be an integer ≥ 1"):
         relu_to_qcfs(relu, images, levels=0)
-    with pytest.raises(ValueError, match="not nn.ReLU"):
+    with pytest.raises(TypeError, match="not nn.ReLU"):
         relu_to_qcfs(qcfs, images)
 
 
