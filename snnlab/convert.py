@@ -143,14 +143,16 @@ def mse_threshold(record: LayerRecord, timesteps: int, v_init: float = 0.5, step
     return {"threshold": grid[min(range(steps), key=errors.__getitem__)]}
 
 
-def distribution_aware(record: LayerRecord, timesteps: int, v_init: float = 0.5, steps: int = 100) -> dict:
+def distribution_aware(record: LayerRecord, timesteps: int, v_init: float = 0.0, steps: int = 100) -> dict:
     """Datta & Beerel's per-layer (α, β): θ = α·z_max fires, a spike carries A = β·z_max; fitted to p(z).
 
     Minimizes E[(a(z) − (A/T)·clip(floor((T·z + v_init·θ)/θ), 0, T))²] over the measured z: α on a
     grid α·z_max ∈ {z_max·i/steps}, β in closed form (least squares, β·z_max = Σa·n / Σn², n = spike counts / T).
     z_max = the layer's largest pre-activation (the paper scales by its clip bound μ; μ is BN's mean here).
     RECONSTRUCTION: the paper's code loads (α, β) from files whose making is not published; this search
-    follows the paper's framing (methods digest §1).
+    follows the paper's framing (methods digest §1). The paper's neurons start at V[0] = 0 (the default here;
+    `snnlab compare` method datta@0), where the fit finds A ≈ 2θ at T = 1 and ≈ 1.5θ at T = 2; at V[0] = θ/2
+    (datta@0.5, snnlab's variant) it finds A ≈ θ and nearly the MSE search's θ (notebook 01).
     """
     z, target = record.samples, record.activation(record.samples)
     best = (float("inf"), None, None)
