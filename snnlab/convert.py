@@ -147,7 +147,7 @@ def distribution_aware(record: LayerRecord, timesteps: int, v_init: float = 0.0,
     """Datta & Beerel's per-layer (α, β): θ = α·z_max fires, a spike carries A = β·z_max; fitted to p(z).
 
     Minimizes E[(a(z) − (A/T)·clip(floor((T·z + v_init·θ)/θ), 0, T))²] over the measured z: α on a
-    grid α·z_max ∈ {z_max·i/steps}, β in closed form (least squares, β·z_max = Σa·n / Σn², n = spike counts / T).
+    grid α·z_max ∈ {z_max·i/steps}, β in closed form (least squares, β·z_max = Σa·n / Σn², n = counts / T).
     z_max = the layer's largest pre-activation (the paper scales by its clip bound μ; μ is BN's mean here).
     RECONSTRUCTION: the paper's code loads (α, β) from files whose making is not published; this search
     follows the paper's framing (methods digest §1). The paper's neurons start at V[0] = 0 (the default here;

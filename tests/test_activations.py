@@ -32,7 +32,8 @@ def test_qcfs_forward_by_hand(levels, bound):
 
 
 def test_qcfs_gradients_pass_straight_through_the_floor():
-    """With floor's gradient taken as 1: ∂a/∂z = 1 on [0, λ_clip], else 0; ∂a/∂λ_clip = q − z/λ_clip inside, q outside."""
+    """With floor's gradient taken as 1: ∂a/∂z = 1 on [0, λ_clip], else 0;
+    ∂a/∂λ_clip = q − z/λ_clip inside, q outside."""
     levels, bound = 4, 2.0
     act = QCFS(levels=levels, bound=bound)
     z = torch.tensor(Z, requires_grad=True)

@@ -155,7 +155,7 @@ def test_adjusted_keeps_the_level_and_diet_scaling_multiplies_it_by_one_over_s(v
     assert rate(snn) == pytest.approx(0.300, abs=1e-6)
     assert rate(adjusted(snn, threshold_scale=0.5)) == pytest.approx(0.300, abs=1e-6)
     assert rate(diet_scaled(snn, threshold_scale=0.5)) == pytest.approx(0.600, abs=1e-6)
-    assert rate(diet_scaled(snn, threshold_scale=2.0)) == pytest.approx(0.150, abs=0.01)  # floor: 15 spikes of 1.0 · 1/100
+    assert rate(diet_scaled(snn, threshold_scale=2.0)) == pytest.approx(0.150, abs=0.01)  # 15 spikes of 1.0 in 100
     scaled = neurons(diet_scaled(snn, threshold_scale=0.5))["0"]
     assert scaled.threshold.item() == 0.5 and scaled.spike_value.item() == 1.0  # unit spikes kept
     assert snn[0].spike_value is None and snn[0].threshold.item() == 1.0  # the original is unchanged
@@ -287,7 +287,8 @@ def test_cifar_subset_conversion(tmp_path_factory):
 
 
 def test_qcfs_l1_ann_and_its_t1_snn_agree_image_by_image():
-    """At T = 1 with V[0] = θ/2 an IF layer is a QCFS layer with L = 1: H = θ/2 + z ≥ θ ⇔ floor(z/λ_clip + ½) ≥ 1."""
+    """At T = 1 with V[0] = θ/2 an IF layer is a QCFS layer with L = 1:
+    H = θ/2 + z ≥ θ ⇔ floor(z/λ_clip + ½) ≥ 1."""
     torch.manual_seed(0)
     relu = build_model("vgg-mini", num_classes=10, in_channels=1, image_size=8).eval()
     images = torch.randn(512, 1, 8, 8)

@@ -130,8 +130,9 @@ def test_01_distribution_aware_fits_beat_the_percentile_rule_at_low_t(cifar):
     k = knobs("01_preactivation_distributions.ipynb")
     for timesteps in k["LOW_T"]:
         fits = {"percentile": convert_like_notebooks(cifar, threshold="percentile", timesteps=timesteps),
-                "datta@0": convert_like_notebooks(cifar, threshold="datta", timesteps=timesteps, v_init=0.0),  # the paper
-                "datta@0.5": convert_like_notebooks(cifar, threshold="datta", timesteps=timesteps)}  # the variant
+                # the paper's V[0] = 0, and snnlab's θ/2 variant
+                "datta@0": convert_like_notebooks(cifar, threshold="datta", timesteps=timesteps, v_init=0.0),
+                "datta@0.5": convert_like_notebooks(cifar, threshold="datta", timesteps=timesteps)}
         errors = {name: layer_errors(snn, cifar["images"], timesteps) for name, snn in fits.items()}
         for layer in errors["percentile"]:
             for fit in ("datta@0", "datta@0.5"):
@@ -289,3 +290,31 @@ def test_03_widget_a_start_above_half_theta_wins_at_t_1_but_not_at_t_check(cifar
     slider.value = 0.9  # "V[0] close to θ ... the accuracy drops again"
     above, half = curves()
     assert above[k["T_CHECK"] - 1] < half[k["T_CHECK"] - 1] - 5  # at T = 4: 30.3 vs 47.7, 23.7 vs 54.3 %
+
+
+# ---------------------------------------------------------------- notebook 05: one time step
+@pytest.mark.cifar
+def test_05_qcfs_l1_route_is_the_mse_conversion_before_and_exact_after_fine_tuning(cifar):
+    """Section 7: QCFS L = 1 from the ReLU ANN equals the "mse" SNN at T = 1 before fine-tuning, and its converted
+    T = 1 SNN gives the fine-tuned QCFS ANN's answer on every test image (no margin: it is an identity)."""
+    from snnlab.convert import relu_to_qcfs
+    from snnlab.data import get_loaders
+    from snnlab.train import train_ann
+    k = knobs("05_one_timestep.ipynb")
+    assert (k["ANN_EPOCHS"], k["TRAIN_SIZE"], k["CALIBRATION"]) == (8, 5000, 500)  # the ANN of the fixture
+    ann, calibration, test_loader = cifar["model"], cifar["calibration"], cifar["test_loader"]
+
+    def answers(net, snn):
+        with torch.no_grad():
+            return (torch.cat([net(x).argmax(1) for x, _ in test_loader]),
+                    torch.cat([simulate(snn, x, 1)[-1].argmax(1) for x, _ in test_loader]))
+
+    qcfs = relu_to_qcfs(ann, calibration, levels=1)
+    ann_answers, snn_answers = answers(qcfs, convert(ann, calibration, threshold="mse", timesteps=1, v_init=0.5))
+    assert torch.equal(ann_answers, snn_answers)
+    train_loader, _ = get_loaders(k["DATASET"], batch_size=k["BATCH_SIZE"], train_size=k["SNN_TRAIN_SIZE"],
+                                  seed=k["SEED"])
+    train_ann(qcfs, train_loader, epochs=k["EPOCHS"], lr=0.02, progress=False)
+    qcfs.eval()
+    ann_answers, snn_answers = answers(qcfs, convert(qcfs, calibration, threshold="bound", v_init=0.5))
+    assert torch.equal(ann_answers, snn_answers)
