@@ -139,20 +139,21 @@ def test_01_distribution_aware_fits_beat_the_percentile_rule_at_low_t(cifar):
                 assert errors[fit][layer]["total"]["mse"] < errors["percentile"][layer]["total"]["mse"], (fit, layer)
         accuracy = {name: evaluate_snn(snn, cifar["test_loader"], timesteps, progress=False)[-1].item()
                     for name, snn in fits.items()}
-        # percentile / datta@0 / datta@0.5: T = 1: 14.3 / 46.0 / 43.0 (AVX-512); T = 2: 36.7 / 22.3 / 52.7
+        # percentile / datta@0 / datta@0.5: T = 1: 14.3 / 46.0 / 43.0 (AVX-512), 10.3 / 43.7 / 45.3 (AVX2);
+        # T = 2: 36.7 / 22.3 / 52.7 (AVX-512), 12.0 / 33.0 / 56.0 (AVX2)
         assert accuracy["datta@0.5"] > accuracy["percentile"] + 5, (timesteps, accuracy)
         if timesteps == 1:
             assert accuracy["datta@0"] > accuracy["percentile"] + 5, accuracy
-        else:  # T = 2: the paper's V[0] = 0 falls behind the θ/2 variant, and below the percentile rule
-            assert accuracy["datta@0.5"] > accuracy["datta@0"] + 10 and accuracy["datta@0"] < accuracy["percentile"], \
-                accuracy
+        else:  # T = 2: the paper's V[0] = 0 falls 20–30 points behind the θ/2 variant
+            assert accuracy["datta@0.5"] > accuracy["datta@0"] + 10, accuracy
 
 
 @pytest.mark.cifar
 def test_01_datta_spike_value_is_theta_at_half_and_larger_at_zero(cifar):
     """A/θ of the (α, β) fit: ≈ 1 at V[0] = θ/2; at V[0] = 0 (the paper) ≈ 2 at T = 1, ≈ 1.5 at T = 2.
 
-    Measured (AVX-512): V[0] = 0: T = 1 1.95–2.09, T = 2 1.50–1.55; V[0] = θ/2: 0.97–1.03 over the five layers.
+    Measured over the five layers, AVX-512 / AVX2: V[0] = 0: T = 1 1.95–2.09 / 1.92–2.12, T = 2 1.50–1.55 /
+    1.49–1.54; V[0] = θ/2: 0.97–1.03 / 0.99–1.02.
     """
     k = knobs("01_preactivation_distributions.ipynb")
     records = record_preactivations(fold_batchnorm(cifar["model"]), cifar["calibration"], max_samples=k["MAX_SAMPLES"])
