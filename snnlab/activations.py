@@ -1,10 +1,10 @@
-"""The ANN side of conversion: ReLU, a clip with a trainable bound λ, and QCFS.
+"""The ANN side of conversion: ReLU, a clip with a trainable bound λ_clip, and QCFS.
 
 Every activation here marks a place where the converted SNN puts a spiking neuron
-(`convert.SPIKING_SITES`). The trainable bound λ ("bound") of `ClipReLU` and `QCFS` becomes the
+(`convert.SPIKING_SITES`). The trainable bound λ_clip ("bound") of `ClipReLU` and `QCFS` becomes the
 neuron's threshold θ when converting with the "bound" recipe.
 
-Taught in notebooks 01 (distributions, learned λ) and 03 (QCFS vs T).
+Taught in notebooks 01 (distributions, learned λ_clip) and 03 (QCFS vs T).
 """
 from typing import Callable
 
@@ -13,13 +13,13 @@ from torch import nn
 
 
 class ClipReLU(nn.Module):
-    """ReLU clipped at a trainable per-layer bound: a = min(max(z, 0), λ).
+    """ReLU clipped at a trainable per-layer bound: a = min(max(z, 0), λ_clip).
 
-    λ receives gradient 1 wherever the unit is clipped (PACT; Datta & Beerel 2022 train it from
+    λ_clip receives gradient 1 wherever the unit is clipped (PACT; Datta & Beerel 2022 train it from
     `bound=4.0`, OPI's `TCL` module likewise).
 
     Args:
-        bound: initial λ (> 0).
+        bound: initial λ_clip (> 0).
 
     Shapes: any; a has the shape of z.
 
@@ -52,18 +52,18 @@ class _FloorSTE(torch.autograd.Function):
 
 
 class QCFS(nn.Module):
-    """Quantization-clip-floor-shift activation: a = λ·clip(floor(z·L/λ + φ)/L, 0, 1), φ = ½.
+    """Quantization-clip-floor-shift activation: a = λ_clip·clip(floor(z·L/λ_clip + φ)/L, 0, 1), φ = ½.
 
-    An ANN trained with it converts to an IF SNN (θ = λ, V[0] = θ/2, spikes carry θ) whose expected
+    An ANN trained with it converts to an IF SNN (θ = λ_clip, V[0] = θ/2, spikes carry θ) whose expected
     conversion error is zero for every T, and whose output equals the ANN's exactly at T = L apart
-    from unevenness. The floor passes gradients straight through; λ is trained (init 8.0 as in
+    from unevenness. The floor passes gradients straight through; λ_clip is trained (init 8.0 as in
     the official code).
 
-    Symbols: L = `levels`, λ = `bound`, φ = ½ (shift).
+    Symbols: L = `levels`, λ_clip = `bound`, φ = ½ (shift).
 
     Args:
         levels: number of quantization steps L (≥ 1).
-        bound: initial λ (> 0).
+        bound: initial λ_clip (> 0).
 
     Shapes: any; a has the shape of z.
 

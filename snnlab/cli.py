@@ -42,7 +42,7 @@ from .simulate import Probe, evaluate_snn, keep_freed_memory
 from .train import evaluate, prepare, seed_everything
 from .viz import compare_figure
 
-DEFAULT_METHODS = {"relu": "max@0,percentile@0,percentile@0.5,p99@0.5,mse@0.5,datta@0.5",
+DEFAULT_METHODS = {"relu": "max@0,percentile@0,percentile@0.5,p99@0.5,mse@0.5,datta@0,datta@0.5",
                    "clip": "bound@0,bound@0.5,max@0,percentile@0.5,mse@0.5",
                    "qcfs": "bound@0,bound@0.5,max@0,percentile@0.5,mse@0.5"}
 DEFAULT_TIMESTEPS = "1,2,4,8,16"

@@ -128,10 +128,10 @@ def percentile_threshold(record: LayerRecord, timesteps: int, v_init: float = 0.
 
 
 def bound_threshold(record: LayerRecord, timesteps: int, v_init: float = 0.0) -> dict:
-    """θ = λ, the trained bound of a ClipReLU/QCFS activation (Datta & Beerel; OPI; QCFS)."""
+    """θ = λ_clip, the trained bound of a ClipReLU/QCFS activation (Datta & Beerel; OPI; QCFS)."""
     if not hasattr(record.activation, "bound"):
         raise ValueError(f"layer '{record.name}' is a {type(record.activation).__name__} without a trained bound "
-                         "λ: train the ANN with activation 'clip' or 'qcfs', or pick another threshold recipe")
+                         "λ_clip: train the ANN with activation 'clip' or 'qcfs', or pick another threshold recipe")
     return {"threshold": record.activation.bound.item()}
 
 
@@ -146,13 +146,16 @@ def mse_threshold(record: LayerRecord, timesteps: int, v_init: float = 0.5, step
     return {"threshold": grid[min(range(steps), key=errors.__getitem__)]}
 
 
-def distribution_aware(record: LayerRecord, timesteps: int, v_init: float = 0.5, steps: int = 100) -> dict:
-    """Datta & Beerel's per-layer (α, β): θ = α·μ fires, a spike carries A = β·μ; fitted to p(z).
+def distribution_aware(record: LayerRecord, timesteps: int, v_init: float = 0.0, steps: int = 100) -> dict:
+    """Datta & Beerel's per-layer (α, β): θ = α·z_max fires, a spike carries A = β·z_max; fitted to p(z).
 
     Minimizes E[(a(z) − (A/T)·clip(floor((T·z + v_init·θ)/θ), 0, T))²] over the measured z: α on a
-    grid α·μ ∈ {μ·i/steps}, β in closed form (least squares, β·μ = Σa·n / Σn², n = spike counts / T).
-    μ = the layer's maximum. RECONSTRUCTION: the paper's code loads (α, β) from files whose making is
-    not published; this search follows the paper's framing (methods digest §1).
+    grid α·z_max ∈ {z_max·i/steps}, β in closed form (least squares, β·z_max = Σa·n / Σn², n = counts / T).
+    z_max = the layer's largest pre-activation (the paper scales by its clip bound μ; μ is BN's mean here).
+    RECONSTRUCTION: the paper's code loads (α, β) from files whose making is not published; this search
+    follows the paper's framing (methods digest §1). The paper's neurons start at V[0] = 0 (the default here;
+    `snnlab compare` method datta@0), where the fit finds A ≈ 2θ at T = 1 and ≈ 1.5θ at T = 2; at V[0] = θ/2
+    (datta@0.5, snnlab's variant) it finds A ≈ θ and nearly the MSE search's θ (notebook 01).
     """
     z, target = record.samples, record.activation(record.samples)
     best = (float("inf"), None, None)
@@ -169,7 +172,7 @@ def distribution_aware(record: LayerRecord, timesteps: int, v_init: float = 0.5,
 RECIPES = {"max": max_threshold, "percentile": percentile_threshold, "bound": bound_threshold,
            "mse": mse_threshold, "datta": distribution_aware,
            "p99": partial(percentile_threshold, p=99.0), "p99.7": partial(percentile_threshold, p=99.7)}
-RECIPE_LABELS = {"max": "max", "percentile": "99.9th percentile", "bound": "learned λ", "mse": "MSE search",
+RECIPE_LABELS = {"max": "max", "percentile": "99.9th percentile", "bound": "learned λ_clip", "mse": "MSE search",
                  "datta": "Datta & Beerel (α, β)", "p99": "99th percentile", "p99.7": "99.7th percentile"}
 # Recipes whose θ depends on neither T nor V[0]: one conversion serves every T (`snnlab compare` runs it once).
 T_FREE_RECIPES = ("max", "percentile", "bound", "p99", "p99.7")
@@ -205,7 +208,9 @@ def convert(model: nn.Module, images: torch.Tensor, *, threshold="percentile", t
         device: where the ANN is calibrated and the SNN is put (None: the ANN's device; `parallel.resolve_device`).
 
     Returns: the SNN (eval mode, on `device`). Run it with `simulate.simulate` / `simulate.evaluate_snn`, which check
-        their input against its `input_shape` attribute (one calibration image's shape, e.g. (3, 32, 32)).
+        their input against its `input_shape` attribute (one calibration image's shape, e.g. (3, 32, 32));
+        `snn.activations` maps each neuron layer's name to the ANN activation it replaced (the target
+        `analysis.layer_errors` measures against).
     Reference: methods digest §1, §2, §6; notebooks 01–03.
     """
     recipe = _resolve_recipe(threshold)
@@ -227,15 +232,71 @@ def convert(model: nn.Module, images: torch.Tensor, *, threshold="percentile", t
         settings[name] = setting
     snn = _replace(folded, settings, maxpool).to(device).eval()
     snn.input_shape = tuple(images.shape[1:])  # what `simulate` accepts: [B, *input_shape]
+    snn.activations = {name: record.activation for name, record in records.items()}  # the targets (analysis.py)
     return snn
 
 
-def adjusted(snn: nn.Module, threshold_scale: float = 1.0, v_init: float = None) -> nn.Module:
-    """A copy of a converted SNN with every θ (and spike value A) × `threshold_scale`, and V[0] = v_init·θ.
+def relu_to_qcfs(model: nn.Module, images: torch.Tensor, *, levels: int = 1, max_samples: int = 200_000) -> nn.Module:
+    """A copy of a trained ReLU ANN with each ReLU replaced by QCFS(L), its λ_clip set from the layer's activations.
 
-    Scaling θ and A together scales what every layer sends by the same factor, as DIET-SNN's threshold
-    scaling does; `v_init=None` keeps each layer's V[0]. Notebooks 02 and 03 sweep both with sliders.
+    λ_clip,l = argmin over θ of E[(ReLU(z) − QCFS_L(z; θ))²] on the layer's recorded z: the MSE search
+    (`mse_threshold`) at T = L with V[0] = θ/2, because QCFS_L(z; θ) = clip_floor(z, θ, L, ½) (notebook 03).
+    The third route to T = 1 (notebook 05): at T = 1 with V[0] = θ/2 an IF neuron fires iff z ≥ θ/2 and
+    sends θ, which is QCFS with L = 1, so after fine-tuning the copy as an ANN (`train.train_ann`, a few
+    epochs) `convert(qcfs, images, threshold="bound", v_init=0.5)` run at T = 1 gives the QCFS ANN's
+    outputs exactly. Starting from the trained ReLU ANN avoids training QCFS L = 1 from scratch with
+    λ_clip = 8 (issue 15: 32.60 % after 8 epochs vs 72.00 % for ReLU).
+
+    Args:
+        model: a trained ANN with nn.ReLU activations (it is not modified).
+        images: calibration images [N, C, H, W]. levels: L (≥ 1). max_samples: as `record_preactivations`.
+
+    Returns: the QCFS ANN (eval mode), BatchNorm kept, λ_clip trainable.
     """
+    if not isinstance(levels, int) or isinstance(levels, bool) or levels < 1:
+        raise ValueError(f"levels must be an integer ≥ 1, got {levels!r}")
+    records = record_preactivations(fold_batchnorm(model), images, max_samples=max_samples)
+    qcfs = copy.deepcopy(model).eval()
+    for name, record in records.items():
+        if not isinstance(record.activation, nn.ReLU):
+            raise TypeError(f"layer '{name}' is a {type(record.activation).__name__}, not nn.ReLU: pass a ReLU ANN")
+        bound = mse_threshold(record, levels, 0.5)["threshold"]
+        _check_threshold(record, bound)
+        parent, _, child = name.rpartition(".")
+        setattr(qcfs.get_submodule(parent) if parent else qcfs, child, QCFS(levels=levels, bound=bound))
+    return qcfs
+
+
+def adjusted(snn: nn.Module, threshold_scale: float = 1.0, v_init: float | None = None) -> nn.Module:
+    """A copy of a converted SNN with every θ and spike value A × s, and V[0] = v_init·θ: each layer's level kept.
+
+    θ' = s·θ, A' = s·A: a neuron with constant input z sends (A'/T)·floor((T·z + V[0])/θ') ≈ z, as before,
+    only on a finer (s < 1) or coarser (s > 1) staircase with a lower or higher top rate A'. This is not
+    DIET-SNN's threshold scaling, which keeps unit spikes and so changes the level (`diet_scaled`).
+    `v_init=None` keeps each layer's V[0]. Notebooks 02 and 03 sweep both knobs with sliders.
+
+    Symbols: s = `threshold_scale`, θ = threshold, A = spike value (θ when None), T = time steps.
+    Example: one neuron (θ = 1), constant input 0.3, T = 100: rate 0.300 before, 0.300 after s = 0.5.
+    """
+    return _scaled(snn, threshold_scale, v_init, scale_spikes=True)
+
+
+def diet_scaled(snn: nn.Module, threshold_scale: float = 1.0, v_init: float | None = None) -> nn.Module:
+    """A copy of a converted SNN with every θ × s and the spike value A kept: DIET-SNN's threshold scaling.
+
+    θ' = s·θ, A' = A: DIET-SNN's neurons emit unit spikes, so lowering θ to s·θ makes a neuron fire 1/s
+    times as often while each spike still carries the same value; every layer's output grows by 1/s
+    (until it clips at A per step), and the next layers see larger inputs. DIET-SNN (θ ← 0.2·θ at T = 5)
+    then trains the SNN, which absorbs the change; `adjusted` is the variant that keeps each level.
+
+    Symbols: s = `threshold_scale`, θ = threshold, A = spike value (θ of the unscaled neuron when None).
+    Example: one neuron (θ = 1), constant input 0.3, T = 100: rate 0.300 before, 0.600 after s = 0.5.
+    Reference: Rathi & Roy, DIET-SNN (code: snn.py `find_threshold`, scaling_factor); methods digest §3.
+    """
+    return _scaled(snn, threshold_scale, v_init, scale_spikes=False)
+
+
+def _scaled(snn, threshold_scale, v_init, scale_spikes: bool) -> nn.Module:
     if isinstance(threshold_scale, bool) or not isinstance(threshold_scale, numbers.Real) or \
             not 0 < threshold_scale < math.inf:
         raise ValueError(f"threshold_scale must be a finite number > 0, got {threshold_scale!r}")
@@ -243,8 +304,10 @@ def adjusted(snn: nn.Module, threshold_scale: float = 1.0, v_init: float = None)
         _check_v_init(v_init, " or None (keep each layer's)")
     snn = copy.deepcopy(snn)
     for neuron in neurons(snn).values():
+        if neuron.spike_value is None and not scale_spikes:  # keep A at the unscaled θ
+            neuron.spike_value = neuron.threshold.detach().clone()
         neuron.threshold.mul_(threshold_scale)
-        if neuron.spike_value is not None:
+        if neuron.spike_value is not None and scale_spikes:
             neuron.spike_value.mul_(threshold_scale)
         if v_init is not None:
             neuron.v_init.fill_(v_init)

@@ -98,8 +98,8 @@ def train_ann(model: nn.Module, train_loader, *, epochs: int, lr: float = 0.1,
               optimizer: str = "sgd", milestones=STEP_MILESTONES) -> dict:
     """Train `model` with SGD (Nesterov) or Adam on cross-entropy with label smoothing; lr per batch.
 
-    Weight decay applies to every parameter, trainable activation bounds λ included (as QCFS
-    does: it keeps λ from growing). Training runs in channels_last memory format, which makes the
+    Weight decay applies to every parameter, trainable activation bounds λ_clip included (as QCFS
+    does: it keeps λ_clip from growing). Training runs in channels_last memory format, which makes the
     CPU's convolutions about 12 % faster (bench: 196 vs 223 ms per batch of 128 on 2 cores); the
     model is returned in the default format, in train mode.
 

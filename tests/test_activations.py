@@ -16,12 +16,12 @@ def test_clip_relu_is_min_of_relu_and_the_bound_by_hand():
     a = act(z)
     assert a.tolist() == pytest.approx([min(max(v, 0.0), 1.5) for v in Z])
     a.sum().backward()
-    assert z.grad.tolist() == [1.0 if 0 < v < 1.5 else 0.0 for v in Z]  # ReLU's slope below λ, 0 above
+    assert z.grad.tolist() == [1.0 if 0 < v < 1.5 else 0.0 for v in Z]  # ReLU's slope below λ_clip, 0 above
     assert act.bound.grad.item() == sum(v > 1.5 for v in Z)  # PACT: 1 for every clipped unit
 
 
 def qcfs_by_hand(z: float, levels: int, bound: float) -> float:
-    """λ·clip(floor(z·L/λ + ½)/L, 0, 1), with Python's floats."""
+    """λ_clip·clip(floor(z·L/λ_clip + ½)/L, 0, 1), with Python's floats."""
     return bound * min(max(math.floor(z * levels / bound + 0.5) / levels, 0.0), 1.0)
 
 
@@ -32,21 +32,22 @@ def test_qcfs_forward_by_hand(levels, bound):
 
 
 def test_qcfs_gradients_pass_straight_through_the_floor():
-    """With floor's gradient taken as 1: ∂a/∂z = 1 on [0, λ], else 0; ∂a/∂λ = q − z/λ inside, q outside."""
+    """With floor's gradient taken as 1: ∂a/∂z = 1 on [0, λ_clip], else 0;
+    ∂a/∂λ_clip = q − z/λ_clip inside, q outside."""
     levels, bound = 4, 2.0
     act = QCFS(levels=levels, bound=bound)
     z = torch.tensor(Z, requires_grad=True)
     act(z).sum().backward()
     inside = [0 < v < bound for v in Z]
     assert z.grad.tolist() == [1.0 if i else 0.0 for i in inside]
-    q = [qcfs_by_hand(v, levels, bound) / bound for v in Z]  # the level, a fraction of λ
+    q = [qcfs_by_hand(v, levels, bound) / bound for v in Z]  # the level, a fraction of λ_clip
     expected = sum(qi - v / bound if i else qi for qi, v, i in zip(q, Z, inside))
     assert act.bound.grad.item() == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("levels", [1, 2, 4, 8])
 def test_qcfs_equals_the_half_start_if_staircase_at_t_equal_l(levels):
-    """QCFS with L levels is the rate of an IF neuron with θ = λ, V[0] = θ/2, over T = L steps."""
+    """QCFS with L levels is the rate of an IF neuron with θ = λ_clip, V[0] = θ/2, over T = L steps."""
     bound = 1.7
     z = torch.rand(4000, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 4 - 1  # off the edges
     act = QCFS(levels=levels, bound=bound).double()

@@ -63,3 +63,41 @@ def test_layer_errors_on_a_converted_net():
 def test_first_spike_step():
     spikes = {"a": torch.tensor([0.0, 3.0, 1.0]), "b": torch.tensor([0.0, 0.0, 0.0]), "c": torch.tensor([2.0, 0, 0])}
     assert first_spike_step(spikes) == {"a": 2, "b": None, "c": 1}
+
+
+def test_qcfs_network_at_t_equal_l_has_no_clipping_or_quantization():
+    """Target = each layer's own activation: a QCFS net (L = 4) at T = 4 loses only through unevenness,
+    and the first layer (constant input) not at all; ReLU as target would report clipping and quantization."""
+    from snnlab.activations import QCFS
+    from snnlab.neurons import neurons
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 64), QCFS(levels=4, bound=1.5), nn.Linear(64, 64), QCFS(levels=4, bound=1.0),
+                          nn.Linear(64, 3))
+    x = torch.randn(512, 10)
+    snn = convert(model, x, threshold="bound", v_init=0.5)
+    errors = layer_errors(snn, x, 4)
+    for layer in ("1", "3"):
+        assert errors[layer]["clipping"]["mse"] < 1e-12 and errors[layer]["quantization"]["mse"] < 1e-12
+    with torch.no_grad():  # layer 1 of the SNN and of the ANN agree exactly: nothing lost at all
+        ann_out, snn_out = model[1](model[0](x)), reset(snn)[1](snn[0](x.expand(4, -1, -1))).mean(0)
+    assert torch.allclose(ann_out, snn_out, atol=1e-6)
+    assert errors["1"]["total"]["mse"] < 1e-12
+    assert errors["3"]["unevenness"]["mse"] > 0  # deeper: spikes arrive unevenly
+    del snn.activations  # the old ReLU target books QCFS's own rounding as conversion error
+    relu_target = layer_errors(snn, x, 4)
+    assert relu_target["1"]["clipping"]["mse"] > 1e-4 and relu_target["1"]["quantization"]["mse"] > 1e-4
+    assert len(neurons(snn)) == 2
+
+
+def test_layer_errors_refuses_a_leak_and_a_hard_reset():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 3))
+    x = torch.randn(64, 10)
+    snn = convert(model, x, threshold="max")
+    snn[1].leak.fill_(0.9)
+    with pytest.raises(ValueError, match=r"layer '1'.*leak λ = 0.9"):
+        layer_errors(snn, x, 4)
+    snn[1].leak.fill_(1.0)
+    snn[1].reset = "hard"
+    with pytest.raises(ValueError, match="reset 'hard'"):
+        layer_errors(snn, x, 4)

@@ -9,14 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from snnlab.activations import ClipReLU
-from snnlab.convert import (RECIPE_LABELS, RECIPES, T_FREE_RECIPES, LayerRecord, adjusted, convert, distribution_aware, fold_batchnorm, max_threshold,
-                            mse_threshold, percentile_threshold, record_preactivations)
+from snnlab.activations import QCFS, ClipReLU
+from snnlab.convert import (RECIPE_LABELS, RECIPES, T_FREE_RECIPES, LayerRecord, adjusted, convert, diet_scaled,
+                            distribution_aware, fold_batchnorm, max_threshold, mse_threshold, percentile_threshold,
+                            record_preactivations, relu_to_qcfs)
 from snnlab.data import get_loaders
 from snnlab.models import build_model
-from snnlab.neurons import Neuron, clip_floor, neurons
-from snnlab.simulate import evaluate_snn
-from snnlab.train import get_ann
+from snnlab.neurons import Neuron, clip_floor, neurons, reset
+from snnlab.simulate import evaluate_snn, simulate
+from snnlab.train import get_ann, train_ann
 
 
 def randomize_batchnorm(model):
@@ -141,6 +142,27 @@ def test_adjusted_scales_threshold_and_spike_value_on_a_copy():
             adjusted(snn, v_init=bad)
 
 
+@pytest.mark.parametrize("v_init", [0.0, 0.5])
+def test_adjusted_keeps_the_level_and_diet_scaling_multiplies_it_by_one_over_s(v_init):
+    """Constant input 0.3, θ = 1, T = 100: 0.300 before, 0.300 with θ and A × 0.5, 0.600 with θ × 0.5 alone."""
+    snn = nn.Sequential(Neuron(threshold=1.0, v_init=v_init))
+    x = torch.full((100, 1, 1), 0.3)  # [T, B, 1]
+
+    def rate(net):
+        with torch.no_grad():
+            return reset(net)(x).mean().item()
+
+    assert rate(snn) == pytest.approx(0.300, abs=1e-6)
+    assert rate(adjusted(snn, threshold_scale=0.5)) == pytest.approx(0.300, abs=1e-6)
+    assert rate(diet_scaled(snn, threshold_scale=0.5)) == pytest.approx(0.600, abs=1e-6)
+    assert rate(diet_scaled(snn, threshold_scale=2.0)) == pytest.approx(0.150, abs=0.01)  # 15 spikes of 1.0 in 100
+    scaled = neurons(diet_scaled(snn, threshold_scale=0.5))["0"]
+    assert scaled.threshold.item() == 0.5 and scaled.spike_value.item() == 1.0  # unit spikes kept
+    assert snn[0].spike_value is None and snn[0].threshold.item() == 1.0  # the original is unchanged
+    with pytest.raises(ValueError, match="threshold_scale must be a finite number > 0"):
+        diet_scaled(snn, threshold_scale=0)
+
+
 # ------------------------------------------------------------------ 3. what cannot be converted
 def test_unsupported_layer_is_named():
     model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Sequential(nn.Linear(4, 4), nn.Sigmoid()))
@@ -262,3 +284,45 @@ def test_cifar_subset_conversion(tmp_path_factory):
     accuracy = evaluate_snn(snn, test, timesteps=8, progress=False)
     assert info["test_accuracy"] >= 50  # 58.8 % (AVX-512), … on other CPUs
     assert accuracy[-1] >= info["test_accuracy"] - 5
+
+
+def test_qcfs_l1_ann_and_its_t1_snn_agree_image_by_image():
+    """At T = 1 with V[0] = θ/2 an IF layer is a QCFS layer with L = 1:
+    H = θ/2 + z ≥ θ ⇔ floor(z/λ_clip + ½) ≥ 1."""
+    torch.manual_seed(0)
+    relu = build_model("vgg-mini", num_classes=10, in_channels=1, image_size=8).eval()
+    images = torch.randn(512, 1, 8, 8)
+    qcfs = relu_to_qcfs(relu, images[:256], levels=1)
+    assert all(isinstance(m, QCFS) and m.levels == 1 for m in qcfs.modules() if isinstance(m, (QCFS, nn.ReLU)))
+    record = record_preactivations(fold_batchnorm(relu), images[:256])["features.2"]  # λ_clip = the MSE search at T = 1
+    assert qcfs.features[2].bound.item() == pytest.approx(mse_threshold(record, 1, 0.5)["threshold"])
+    snn = convert(qcfs, images[:256], threshold="bound", v_init=0.5)
+    with torch.no_grad():
+        ann_logits = qcfs(images[256:])
+        snn_logits = simulate(snn, images[256:], 1).mean(0)
+        firing = (qcfs.features[:3](images[256:]) > 0).float().mean().item()
+    assert 0.05 < firing < 0.95  # the layers are neither silent nor saturated
+    assert torch.equal(ann_logits.argmax(1), snn_logits.argmax(1))
+    assert torch.allclose(ann_logits, snn_logits, atol=1e-4)
+    with pytest.raises(ValueError, match="levels must be an integer ≥ 1"):
+        relu_to_qcfs(relu, images, levels=0)
+    with pytest.raises(TypeError, match="not nn.ReLU"):
+        relu_to_qcfs(qcfs, images)
+
+
+def test_digits_relu_to_qcfs_l1_fine_tune_converts_exactly_at_t_1(digits):
+    """The third route to T = 1 on digits: ReLU ANN → QCFS L = 1 (λ_clip per layer) → 3 epochs → SNN at T = 1."""
+    relu, info = digits["relu"]
+    qcfs = relu_to_qcfs(relu, digits["images"], levels=1)
+    train, _ = get_loaders("digits", batch_size=64, augment=False, seed=0)
+    torch.manual_seed(0)
+    train_ann(qcfs, train, epochs=3, lr=0.02, progress=False)
+    qcfs.eval()
+    snn = convert(qcfs, digits["images"], threshold="bound", v_init=0.5)
+    per_image = {"ann": torch.cat([qcfs(x).argmax(1) for x, _ in digits["test"]]),
+                 "snn": torch.cat([simulate(snn, x, 1).mean(0).argmax(1) for x, _ in digits["test"]])}
+    assert torch.equal(per_image["ann"], per_image["snn"])
+    accuracy = evaluate_snn(snn, digits["test"], timesteps=1, progress=False)[-1].item()
+    direct = evaluate_snn(convert(relu, digits["images"], threshold="mse", timesteps=1, v_init=0.5), digits["test"],
+                          timesteps=1, progress=False)[-1].item()
+    assert accuracy >= direct and accuracy >= info["test_accuracy"] - 10, (accuracy, direct, info["test_accuracy"])

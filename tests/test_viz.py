@@ -100,7 +100,7 @@ def test_preactivation_figure_draws_each_layer_and_its_thresholds(tiny):
     assert maxima == pytest.approx([r.max for r in records.values()])
     first = next(iter(records.values())).samples
     expected = torch.quantile(first[first > 0], 0.99).item()
-    assert [t.x[0] for t in fig.select_traces(selector=dict(name="λ of the clip ANN"))] == [2.5] * len(records)
+    assert [t.x[0] for t in fig.select_traces(selector=dict(name="λ_clip of the clip ANN"))] == [2.5] * len(records)
     assert next(fig.select_traces(selector=dict(name="99th percentile"))).x[0] == pytest.approx(expected, rel=1e-5)
 
 
@@ -112,7 +112,7 @@ def test_distribution_figure_shows_at_most_t_plus_one_snn_values(tiny):
     snn = trace(fig, "SNN φ_T(z)").y
     assert 1 <= sum(1 for y in snn if y > 0) <= 3
     assert sum(snn) == pytest.approx(1.0, abs=1e-4)
-    assert not trace(fig, "λ of the clip ANN").visible
+    assert not trace(fig, "λ_clip of the clip ANN").visible
 
 
 def test_layer_error_and_accuracy_bar_figures_have_a_bar_per_recipe_and_t(tiny):

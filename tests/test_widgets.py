@@ -70,7 +70,7 @@ def test_distribution_app_follows_layer_t_and_percentile(tiny):
     knobs["percentile p"].value = 95.0
     z = records[last].samples
     assert trace(fig, "percentile").x[0] == pytest.approx(torch.quantile(z[z > 0], 0.95).item(), rel=1e-5)
-    assert trace(fig, "λ of the clip ANN").x[0] == pytest.approx(3.0)
+    assert trace(fig, "λ_clip of the clip ANN").x[0] == pytest.approx(3.0)
 
 
 def test_conversion_error_app_rescales_thresholds_and_redraws_parts(tiny):

@@ -28,7 +28,7 @@ def _thresholds(record, timesteps: int, percentile: float, v_init: float, learne
              f"{percentile:g}th percentile": percentile_threshold(record, timesteps, v_init, p=percentile)["threshold"],
              f"MSE search (T = {timesteps})": RECIPES["mse"](record, timesteps, v_init)["threshold"]}
     if learned is not None:
-        found["λ of the clip ANN"] = RECIPES["bound"](learned, timesteps)["threshold"]
+        found["λ_clip of the clip ANN"] = RECIPES["bound"](learned, timesteps)["threshold"]
     return found
 
 
@@ -55,7 +55,7 @@ def preactivation_figure(records: dict, timesteps: int = 4, percentile: float = 
 
     Args:
         records: `convert.record_preactivations(...)` of the ANN. timesteps, v_init: what the MSE search fits.
-        percentile: p of the percentile recipe. learned: the records of a "clip" ANN (its λ per layer).
+        percentile: p of the percentile recipe. learned: the records of a "clip" ANN (its λ_clip per layer).
     """
     cols = min(3, len(records))
     rows = -(-len(records) // cols)
@@ -80,7 +80,7 @@ def distribution_figure(records: dict, **knobs) -> go.Figure:
     fig = _figure("", cols=2, height=460, subplot_titles=["pre-activations z and thresholds θ",
                                                         "what the ANN sends, and what the SNN sends"])
     fig.add_trace(_bars("z", "#9aa5b1"), row=1, col=1)
-    for j, label in enumerate(["max", "percentile", "MSE search", "λ of the clip ANN"]):
+    for j, label in enumerate(["max", "percentile", "MSE search", "λ_clip of the clip ANN"]):
         fig.add_trace(_vline(label, PALETTE[j + 1], 0.0, 1.0), row=1, col=1)
     fig.add_trace(_bars("ANN a = ReLU(z)", PALETTE[0], opacity=0.6), row=1, col=2)
     fig.add_trace(_bars("SNN φ_T(z)", PALETTE[1], opacity=0.6), row=1, col=2)
@@ -105,9 +105,9 @@ def update_distribution(fig: go.Figure, records: dict, layer: str = None, timest
     top = max(ann.max().item(), snn.max().item())
     with fig.batch_update():
         _set(fig, "z", **_histogram(z, z.min().item(), record.max))
-        for label, threshold in zip(["max", "percentile", "MSE search", "λ of the clip ANN"], found.values()):
+        for label, threshold in zip(["max", "percentile", "MSE search", "λ_clip of the clip ANN"], found.values()):
             _set(fig, label, x=[threshold, threshold])
-        _set(fig, "λ of the clip ANN", visible=learned is not None)
+        _set(fig, "λ_clip of the clip ANN", visible=learned is not None)
         _set(fig, "ANN a = ReLU(z)", **_histogram(ann, 0.0, top, bins=60))
         _set(fig, "SNN φ_T(z)", **_histogram(snn, 0.0, top, bins=60))
         fig.update_layout(title=f"Layer {layer}, T = {timesteps}: θ = {percentile:g}th percentile gives "
