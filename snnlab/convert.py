@@ -16,10 +16,10 @@ from functools import partial
 import torch
 from torch import nn
 
-from .activations import QCFS, ClipReLU
+from .activations import CAT, QCFS, ClipReLU
 from .neurons import Neuron, SharedDropout, TimeBatched, check_images, check_timesteps, clip_floor, neurons
 
-SPIKING_SITES = (nn.ReLU, ClipReLU, QCFS)
+SPIKING_SITES = (nn.ReLU, ClipReLU, QCFS, CAT)
 STATELESS = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
 
 
