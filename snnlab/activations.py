@@ -89,22 +89,21 @@ class QCFS(nn.Module):
         return f"levels={self.levels}, bound={self.bound.item():.3g}"
 
 
-def log_step(x: torch.Tensor, levels: int) -> torch.Tensor:
-    """The log2-domain rounding step of x ∈ [0, 1]: k = ⌈log2(1/x) − ½⌉, i.e. the first k with x ≥ 2^(−k−½).
+def log_step(x: torch.Tensor) -> torch.Tensor:
+    """The log2-domain rounding step of x ∈ [0, 1]: k = −⌊log2(x) + ½⌋ = ⌈log2(1/x) − ½⌉, the first k with x ≥ 2^(−k−½).
 
-    x is rounded to 2^(−k) (the nearest level in the log2 domain); k ≥ `levels` (also x = 0: k = ∞) means the
-    value is below the smallest level and becomes 0. Shared by `CAT` and `ttfs.encode` so both compute the
-    same bits.
+    x is rounded to 2^(−k), its nearest power of two in the log2 domain (x = 0: k = ∞). Shared by `CAT`
+    and `ttfs.encode`, so both compute the same bits.
 
-    Shapes: any; k has the shape of x (float, integer-valued or ∞).
+    Shapes: any; k has the shape of x (float, integer-valued ≥ 0, or ∞).
     """
-    return torch.ceil(-torch.log2(x) - 0.5).clamp(min=0)
+    return -torch.log2(x).add_(0.5).floor_()
 
 
 def log_round(x: torch.Tensor, levels: int) -> torch.Tensor:
-    """x ∈ [0, 1] rounded in the log2 domain to {0} ∪ {2^(−k): k = 0 … levels−1} (`log_step` gives k)."""
-    k = log_step(x, levels)
-    return torch.where(k < levels, torch.exp2(-k), torch.zeros_like(x))
+    """x ∈ [0, 1] rounded in the log2 domain to {0} ∪ {2^(−k): k = 0 … levels−1}: 2^(−k) if k < levels, else 0."""
+    k = log_step(x)
+    return torch.exp2(-k).masked_fill_(k >= levels, 0)
 
 
 class _LogRoundSTE(torch.autograd.Function):

@@ -58,14 +58,13 @@ def encode(values: torch.Tensor, bound, window: int) -> torch.Tensor:
     Shapes: values: any; returns int64 of the same shape.
     """
     check_window(window)
-    k = log_step(torch.clamp(values / bound, 0, 1), window)
+    k = log_step(torch.clamp(values / bound, 0, 1))
     return torch.where(k < window, k, torch.full_like(k, NO_SPIKE)).long()
 
 
 def decode(times: torch.Tensor, bound, window: int) -> torch.Tensor:
     """The value each spike time carries: s·2^(−k), and 0 for NO_SPIKE (the same bits as `CAT`)."""
-    k = times.float()
-    return torch.where(times != NO_SPIKE, torch.exp2(-k), torch.zeros_like(k)) * bound
+    return torch.exp2(-times.float()).masked_fill_(times == NO_SPIKE, 0) * bound
 
 
 class TTFSLayer(nn.Module):
@@ -194,7 +193,7 @@ def log_quantize(w: torch.Tensor, bits: int = 5) -> torch.Tensor:
     scale = w.abs().max()
     if scale == 0:
         return w.clone()
-    m = log_step(w.abs() / scale, 2 ** 31).clamp(max=2 ** (bits - 1) - 1)  # |w| = 0 → ∞ → clamped
+    m = log_step(w.abs() / scale).clamp(max=2 ** (bits - 1) - 1)  # |w| = 0 → ∞ → clamped
     return torch.sign(w) * scale * torch.exp2(-m)
 
 
