@@ -9,7 +9,9 @@ shift-and-add instead of a multiply.
 
 RECONSTRUCTION of Lew, Lee & Park (DAC 2022, arXiv 2208.04494): no public code exists; this follows the
 methods digest §5/§10 (one realisation; the chip's own kernel and energy model are not reproduced).
-Energy uses energy.py's model (one event per fired input, E_AC each) and a shift-add variant (E_ADD).
+Energy uses energy.py's model (one event per fired input, E_AC = 0.9 pJ each) and a shift-add variant that
+charges E_ADD = 0.1 pJ per event, a 32-bit integer add at 45 nm (Horowitz, ISSCC 2014, as tabulated in
+SpikingJelly's op counter; methods digest §9); the first layer multiplies the image in both (E_MAC).
 
 Taught in notebook 06.
 """
