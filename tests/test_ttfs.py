@@ -15,8 +15,18 @@ from snnlab.cli import CompareConfig, Method, parse_method, run_compare
 from snnlab.convert import fold_batchnorm
 from snnlab.energy import E_AC_PJ, E_MAC_PJ
 from snnlab.models import build_model
-from snnlab.ttfs import (E_ADD_PJ, NO_SPIKE, TTFSLayer, convert_ttfs, decode, encode, log_quantize, log_weights,
-                         measure_ttfs, run_ttfs)
+from snnlab.ttfs import (
+    E_ADD_PJ,
+    NO_SPIKE,
+    TTFSLayer,
+    convert_ttfs,
+    decode,
+    encode,
+    log_quantize,
+    log_weights,
+    measure_ttfs,
+    run_ttfs,
+)
 
 
 def event_simulation(values: torch.Tensor, bound: float, window: int) -> torch.Tensor:
