@@ -1,10 +1,10 @@
-"""The ANN side of conversion: ReLU, a clip with a trainable bound λ_clip, and QCFS.
+"""The ANN side of conversion: ReLU, a clip with a trainable bound λ_clip, QCFS and CAT.
 
 Every activation here marks a place where the converted SNN puts a spiking neuron
 (`convert.SPIKING_SITES`). The trainable bound λ_clip ("bound") of `ClipReLU` and `QCFS` becomes the
 neuron's threshold θ when converting with the "bound" recipe.
 
-Taught in notebooks 01 (distributions, learned λ_clip) and 03 (QCFS vs T).
+Taught in notebooks 01 (distributions, learned λ_clip), 03 (QCFS vs T) and 06 (CAT, time-to-first-spike).
 """
 from typing import Callable
 
@@ -89,7 +89,74 @@ class QCFS(nn.Module):
         return f"levels={self.levels}, bound={self.bound.item():.3g}"
 
 
-ACTIVATIONS = {"relu": nn.ReLU, "clip": ClipReLU, "qcfs": QCFS}
+def log_step(x: torch.Tensor) -> torch.Tensor:
+    """The log2-domain rounding step of x ∈ [0, 1]: k = −⌊log2(x) + ½⌋ = ⌈log2(1/x) − ½⌉, the first k with x ≥ 2^(−k−½).
+
+    x is rounded to 2^(−k), its nearest power of two in the log2 domain (x = 0: k = ∞). Shared by `CAT`
+    and `ttfs.encode`, so both compute the same bits.
+
+    Shapes: any; k has the shape of x (float, integer-valued ≥ 0, or ∞).
+    """
+    return -torch.log2(x).add_(0.5).floor_()
+
+
+def log_round(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """x ∈ [0, 1] rounded in the log2 domain to {0} ∪ {2^(−k): k = 0 … levels−1}: 2^(−k) if k < levels, else 0."""
+    k = log_step(x)
+    return torch.exp2(-k).masked_fill_(k >= levels, 0)
+
+
+class _LogRoundSTE(torch.autograd.Function):
+    """log_round(x) forward, identity backward (straight-through estimator)."""
+
+    @staticmethod
+    def forward(ctx, x, levels):
+        return log_round(x, levels)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None
+
+
+class CAT(nn.Module):
+    """Conversion-aware training activation: a = s·q(clip(z/s, 0, 1)), q = rounding to K levels in log2.
+
+    q(x) = 2^(−k), k = ⌈log2(1/x) − ½⌉ if k < K, else 0: the values a time-to-first-spike neuron with a
+    window of K steps can send as one spike at step k (`ttfs.py`). Trained with it, the ANN computes what
+    its TTFS network computes, so conversion loses nothing. Straight-through gradient through q; s gets
+    the gradient of a = s·q(z/s) like QCFS's λ (1 where z is clipped). Choice here: s is a trainable
+    per-layer parameter from `bound` = 4.0 (ClipReLU's start), kept in check by weight decay like λ.
+
+    Symbols: K = `levels` (the window), s = `bound`, k = the spike step.
+
+    Args:
+        levels: the window K ≥ 1 (levels s, s/2, …, s·2^(−(K−1))).
+        bound: initial s (> 0).
+
+    Shapes: any; a has the shape of z.
+
+    Reference: Lew, Lee & Park, DAC 2022 (arXiv 2208.04494). RECONSTRUCTION: no public code exists; the
+    quantizer follows the methods digest §5/§10. Notebook 06.
+    """
+
+    def __init__(self, levels: int = 8, bound: float = 4.0):
+        super().__init__()
+        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+            raise ValueError(f"CAT: levels (the window K) must be an integer ≥ 1, got {levels!r}")
+        if not bound > 0:
+            raise ValueError(f"CAT: bound must be > 0, got {bound}")
+        self.levels = levels
+        self.bound = nn.Parameter(torch.tensor(float(bound)))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = torch.clamp(z / self.bound, 0, 1)
+        return _LogRoundSTE.apply(x, self.levels) * self.bound
+
+    def extra_repr(self) -> str:
+        return f"levels={self.levels}, bound={self.bound.item():.3g}"
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "clip": ClipReLU, "qcfs": QCFS, "cat": CAT}
 
 
 def activation_factory(name: str, **kwargs) -> Callable[[], nn.Module]:

@@ -5,7 +5,12 @@
 For each method (a threshold recipe of `convert.RECIPES` and V[0]/θ) and each T it reports the SNN's
 test accuracy, the spikes per neuron (all spikes over the first T steps ÷ all spiking neurons, per
 image) and the compute energy E_SNN/E_ANN (energy.py), as one table on the terminal, `compare.json`
-and a self-contained plotly report `compare.html`.
+and a self-contained plotly report `compare.html`. The method `ttfs` converts to a time-to-first-spike
+network instead (ttfs.py; window K = --levels, s_l = the CAT bound with --activation cat, else the 99.9th
+percentile): its row has T = K steps per layer, at most one spike per neuron, and compare.json adds its
+shift-add energy.
+
+    snnlab compare --activation cat --levels 8 --methods ttfs,bound@0.5 --timesteps 8,16
 
 Cost: a recipe that ignores T (max, percentile, p99, p99.7, bound) with a fixed V[0] is converted and
 simulated once, to T_max: every t ≤ T_max is read from that run (accuracy, spikes and events are kept
@@ -40,11 +45,14 @@ from .models import MODELS
 from .parallel import resolve_device
 from .simulate import Probe, evaluate_snn, keep_freed_memory
 from .train import evaluate, prepare, seed_everything
+from .ttfs import convert_ttfs, measure_ttfs, ttfs_layers
 from .viz import compare_figure
 
 DEFAULT_METHODS = {"relu": "max@0,percentile@0,percentile@0.5,p99@0.5,mse@0.5,datta@0,datta@0.5",
                    "clip": "bound@0,bound@0.5,max@0,percentile@0.5,mse@0.5",
-                   "qcfs": "bound@0,bound@0.5,max@0,percentile@0.5,mse@0.5"}
+                   "qcfs": "bound@0,bound@0.5,max@0,percentile@0.5,mse@0.5",
+                   "cat": "ttfs,bound@0.5,percentile@0.5"}
+TTFS = "ttfs"  # the method that converts to a time-to-first-spike network (ttfs.py) instead of a rate code
 DEFAULT_TIMESTEPS = "1,2,4,8,16"
 MAX_TIMESTEPS = 1024  # memory grows with T: see the module docstring
 
@@ -52,14 +60,19 @@ MAX_TIMESTEPS = 1024  # memory grows with T: see the module docstring
 # ---------------------------------------------------------------- the run's configuration
 @dataclass(frozen=True)
 class Method:
-    """A conversion method: a threshold recipe (a name in `convert.RECIPES`) and V[0]/θ (or "optimal")."""
+    """A conversion method: a threshold recipe (a name in `convert.RECIPES`) and V[0]/θ (or "optimal"), or TTFS.
+
+    TTFS is `Method("ttfs", None)`: it has no V[0] (`v_init` None).
+    """
 
     recipe: str
-    v_init: float | str
+    v_init: float | str | None
 
     @property
     def label(self) -> str:
         """The method as written on the command line, e.g. "percentile@0.5"."""
+        if self.v_init is None:
+            return self.recipe
         v_init = self.v_init if isinstance(self.v_init, str) else f"{self.v_init:g}"
         return f"{self.recipe}@{v_init}"
 
@@ -90,11 +103,15 @@ class CompareConfig:
 
 
 def parse_method(text: str) -> Method:
-    """Parse "recipe" or "recipe@v0" (v0 a number in [0, 1] or "optimal"; no suffix: V[0] = θ/2)."""
+    """Parse "recipe" or "recipe@v0" (v0 a number in [0, 1] or "optimal"; no suffix: V[0] = θ/2), or "ttfs"."""
     recipe, _, v_text = text.strip().partition("@")
+    if recipe == TTFS:
+        if v_text:
+            raise ValueError(f"method {text!r}: ttfs has no V[0]; write just 'ttfs' (its window K is --levels)")
+        return Method(TTFS, None)
     if recipe not in RECIPES:
         raise ValueError(f"unknown method {text!r}: the recipe must be one of {', '.join(sorted(RECIPES))}, "
-                         "optionally followed by @V0 (e.g. percentile@0.5, mse@optimal)")
+                         "optionally followed by @V0 (e.g. percentile@0.5, mse@optimal), or 'ttfs'")
     if not v_text:
         return Method(recipe, 0.5)
     if v_text == "optimal":
@@ -110,12 +127,12 @@ def parse_method(text: str) -> Method:
 
 
 def parse_methods(text: str, activation: str = "relu") -> list:
-    """Parse a comma list of methods; "bound" needs an ANN with a trained bound (clip or qcfs)."""
+    """Parse a comma list of methods; "bound" needs an ANN with a trained bound (clip, qcfs or cat)."""
     methods = [parse_method(item) for item in text.split(",") if item.strip()]
     if not methods:
         raise ValueError(f"--methods: give at least one method, e.g. {DEFAULT_METHODS['relu']}")
     if activation == "relu" and any(m.recipe == "bound" for m in methods):
-        raise ValueError("method 'bound' takes θ from a trained clip bound λ: use --activation clip or qcfs")
+        raise ValueError("method 'bound' takes θ from a trained clip bound λ: use --activation clip, qcfs or cat")
     labels = [m.label for m in methods]
     if len(set(labels)) != len(labels):
         raise ValueError(f"--methods lists a method twice: {', '.join(labels)}")
@@ -172,13 +189,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=DATASETS, default="cifar10", help="default: cifar10")
     p.add_argument("--model", choices=list(MODELS), default="vgg-mini", help="default: vgg-mini")
     p.add_argument("--activation", choices=list(ACTIVATIONS), default="relu", help="the ANN's (default: relu)")
-    p.add_argument("--levels", type=int, default=4, help="QCFS quantization levels L (default: 4)")
+    p.add_argument("--levels", type=int, default=4,
+                   help="QCFS quantization levels L; CAT's and ttfs's window K, steps per layer (default: 4)")
     p.add_argument("--epochs", type=int, default=None, help="ANN training epochs (default: get_ann's)")
     p.add_argument("--train-size", type=int, default=None, help="ANN training images (default: all)")
     p.add_argument("--methods", default=None,
                    help=f"comma list of RECIPE[@V0], RECIPE one of {','.join(RECIPES)}, V0 = V[0]/θ in [0, 1] or "
-                        f"'optimal' (no @: 0.5). Default for relu: {DEFAULT_METHODS['relu']}; "
-                        f"for clip and qcfs: {DEFAULT_METHODS['clip']}")
+                        f"'optimal' (no @: 0.5), or ttfs (time-to-first-spike). Default for relu: "
+                        f"{DEFAULT_METHODS['relu']}; for clip and qcfs: {DEFAULT_METHODS['clip']}; "
+                        f"for cat: {DEFAULT_METHODS['cat']}")
     p.add_argument("--timesteps", default=DEFAULT_TIMESTEPS,
                    help=f"comma list of T, each ≤ {MAX_TIMESTEPS} (default: {DEFAULT_TIMESTEPS})")
     p.add_argument("--seed", type=int, default=0, help="of the ANN, the data subsets and calibration (default: 0)")
@@ -236,6 +255,23 @@ def _run_method(ann, method: Method, images, test_loader, macs: dict, config: Co
     return [{"method": method.label, **row} for row in rows], seconds
 
 
+def _run_ttfs(ann, images, test_loader, config: CompareConfig) -> tuple:
+    """Convert to TTFS (window K = config.levels) and measure it: ([one row], {"convert_s", "simulate_s"})."""
+    start = time.perf_counter()
+    threshold = "bound" if config.activation == "cat" else "percentile"
+    snn = convert_ttfs(ann, images, window=config.levels, threshold=threshold)
+    seconds = {"convert_s": time.perf_counter() - start}
+    start = time.perf_counter()
+    result = measure_ttfs(snn, test_loader)
+    seconds["simulate_s"] = time.perf_counter() - start
+    row = {"method": TTFS, "timesteps": config.levels, "accuracy": result.accuracy,
+           "spikes_per_neuron": result.spikes_total, "energy_uj": result.energy.snn_pj / 1e6,
+           "energy_vs_ann": result.energy.snn_pj / result.energy.ann_pj,
+           "shift_add_uj": result.shift_add.snn_pj / 1e6, "latency_steps": config.levels * len(ttfs_layers(snn)),
+           "spikes_per_layer": result.spikes_per_neuron}
+    return [row], seconds
+
+
 def _prepare(config: CompareConfig) -> tuple:
     """Train or load the ANN and load the calibration images and the test set (`train.prepare`)."""
     seed_everything(config.seed)
@@ -263,7 +299,9 @@ def run_compare(config: CompareConfig) -> dict:
                  "cached": info["cached"], "train_s": info["train_seconds"]}
     timings, rows = {"prepare_s": time.perf_counter() - start, "methods": {}}, []
     for method in tqdm(config.methods, desc="methods", unit="method"):
-        method_rows, timings["methods"][method.label] = _run_method(ann, method, images, test_loader, macs, config)
+        method_rows, timings["methods"][method.label] = (
+            _run_ttfs(ann, images, test_loader, config) if method.recipe == TTFS else
+            _run_method(ann, method, images, test_loader, macs, config))
         rows += method_rows
     timings["total_s"] = time.perf_counter() - start
     config_dict = {**asdict(config), "methods": [m.label for m in config.methods], "epochs": ann_entry["epochs"]}
@@ -298,6 +336,9 @@ def format_table(result: dict) -> str:
         lines.append(f"{row['method']:<18}{row['timesteps']:>4}{row['accuracy']:>9.2f}"
                      f"{round(row['accuracy'] - ann['accuracy'], 2) + 0.0:>+8.2f}{row['spikes_per_neuron']:>15.3f}"
                      f"{row['energy_uj']:>11.2f}{row['energy_vs_ann']:>9.3f}")
+    lines += [f"ttfs: T = K steps per layer ({row['latency_steps']} steps in all), ≤ 1 spike per neuron; with log "
+              f"weights a synaptic event is a shift-add: {row['shift_add_uj']:.2f} µJ" for row in result["rows"]
+              if row["method"] == TTFS]
     return "\n".join(lines)
 
 

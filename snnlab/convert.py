@@ -1,6 +1,6 @@
 """ANN → SNN conversion: fold BN → record pre-activations → calibrate thresholds → replace.
 
-Each activation (ReLU, ClipReLU, QCFS) becomes a `Neuron`; every other layer is wrapped in
+Each activation (ReLU, ClipReLU, QCFS, CAT) becomes a `Neuron`; every other layer is wrapped in
 `TimeBatched` and runs on all steps at once. A threshold recipe is a plain function
 `recipe(record, timesteps, v_init) -> dict of Neuron arguments` ("threshold", and maybe "spike_value"),
 picked by name from `RECIPES` or passed directly (`functools.partial(percentile_threshold, p=99)`).
@@ -16,11 +16,11 @@ from functools import partial
 import torch
 from torch import nn
 
-from .activations import QCFS, ClipReLU
+from .activations import CAT, QCFS, ClipReLU
 from .neurons import Neuron, SharedDropout, TimeBatched, check_images, check_timesteps, clip_floor, neurons
 from .parallel import model_device, resolve_device
 
-SPIKING_SITES = (nn.ReLU, ClipReLU, QCFS)
+SPIKING_SITES = (nn.ReLU, ClipReLU, QCFS, CAT)
 STATELESS = (nn.Conv2d, nn.Linear, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
 
 
@@ -81,7 +81,7 @@ def record_preactivations(model: nn.Module, images: torch.Tensor, max_samples: i
     """
     sites = {name: m for name, m in model.named_modules() if isinstance(m, SPIKING_SITES)}
     if not sites:
-        raise ValueError("the model has no activation to convert (expected nn.ReLU, ClipReLU or QCFS modules)")
+        raise ValueError("the model has no activation to convert (expected nn.ReLU, ClipReLU, QCFS or CAT modules)")
     check_images(images, "images", next((p.dtype for p in model.parameters()), torch.float32))
     if len(images) == 0:
         raise ValueError("images holds no calibration image: pass e.g. 1,000 training images [N, C, H, W]")

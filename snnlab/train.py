@@ -280,8 +280,9 @@ def get_ann(*, dataset: str = "cifar10", model: str = "vgg-mini", activation: st
     Args:
         dataset: "digits", "cifar10" or "cifar100".
         model: a name of `models.MODELS`.
-        activation: "relu", "clip" (ClipReLU, trainable λ) or "qcfs" (QCFS with `levels`).
-        levels: quantization levels L of QCFS (ignored otherwise).
+        activation: "relu", "clip" (ClipReLU, trainable λ), "qcfs" (QCFS with `levels`) or "cat" (CAT with
+            window K = `levels`).
+        levels: quantization levels L of QCFS, or the window K of CAT (ignored otherwise).
         epochs, lr, batch_size: of the training (`lr` is the OneCycle peak).
         train_size, test_size, seed: of `data.get_loaders`; `seed` also seeds the initialization.
         progress: show a progress bar while training.
@@ -296,7 +297,7 @@ def get_ann(*, dataset: str = "cifar10", model: str = "vgg-mini", activation: st
                   epochs=epochs, lr=lr, train_size=train_size, test_size=test_size,
                   batch_size=batch_size, seed=seed, schedule="onecycle", weight_decay=5e-4,
                   label_smoothing=0.1, augment=True)
-    kwargs = {"levels": levels} if activation == "qcfs" else {}
+    kwargs = {"levels": levels} if activation in ("qcfs", "cat") else {}
     config.update(kwargs)
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:10]
     path = cache_dir() / "checkpoints" / f"{model}-{dataset}-{activation}-{digest}.pt"

@@ -6,8 +6,8 @@ child holds the controls and whose second is the figure, so tests can set `contr
 `fig.data` without a browser (STYLE.md rules 18–19). Sliders that start a simulation update on release
 (`continuous_update=False`); sliders that only pick a step of a finished simulation follow the mouse.
 
-Taught in notebooks 00 (neuron), 01 (distributions), 02 (conversion error), 03 (V[0]) and 04–05
-(spike traces of trained SNNs).
+Taught in notebooks 00 (neuron), 01 (distributions), 02 (conversion error), 03 (V[0]), 04–05
+(spike traces of trained SNNs) and 06 (time-to-first-spike).
 """
 import ipywidgets as w
 
@@ -136,4 +136,19 @@ def spike_trace_app(networks: dict, image, max_timesteps: int = 5, count: int = 
     }
     fig = viz.as_widget(viz.spike_trace_figure(recorded, **{k: c.value for k, c in controls.items()}))
     _wire(controls, list(controls), lambda **knobs: viz.update_spike_trace(fig, recorded, **knobs))
+    return _app(controls, fig)
+
+
+def ttfs_app(ann, images, labels, window: int = 8, bits=None, max_window: int = 12) -> w.VBox:
+    """Notebook 06: the TTFS network of a CAT ANN at window K and b-bit log weights: raster, accuracy, energy.
+
+    Args:
+        ann: a CAT ANN (not modified). images, labels: one batch [B, C, H, W], [B]; raster of images[0].
+        window: K; bits: b of the log weights, or None (full precision). max_window: the K slider's end.
+    """
+    controls = {"window": _slider("window K (steps per layer)", window, 1, max_window, 1),
+                "bits": w.Dropdown(options=[("full precision", None)] + [(f"{b}-bit log", b) for b in range(2, 9)],
+                                   value=bits, description="weights", **_STYLE)}
+    fig = viz.as_widget(viz.ttfs_figure(ann, images, labels, window, bits))
+    _wire(controls, list(controls), lambda **knobs: viz.update_ttfs(fig, ann, images, labels, **knobs))
     return _app(controls, fig)

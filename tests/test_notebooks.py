@@ -349,3 +349,83 @@ def test_05_energy_thresholds_and_first_spikes_of_the_stages(cifar):
         with Probe(net) as probe:
             simulate(net, cifar["test_loader"].x[:1], 5)
         assert set(first_spike_step(probe.spikes).values()) == {1}
+
+
+# ---------------------------------------------------------------- notebook 06: time to first spike
+@pytest.fixture(scope="module")
+def ttfs_nets(cifar):
+    """Notebook 06's ReLU ANN (notebook 01's checkpoint) and its CAT ANN, trained on the same budget."""
+    from snnlab.ttfs import convert_ttfs, measure_ttfs
+
+    k = knobs("06_time_to_first_spike.ipynb")
+    shared = ("DATASET", "MODEL", "TRAIN_SIZE", "EPOCHS", "SEED")
+    assert {key: k[key] for key in shared} == {key: cifar["knobs"][key] for key in shared}, "06 reuses 01's ANN"
+    relu, _, calibration, test_loader = prepare(dataset=k["DATASET"], model=k["MODEL"], epochs=k["EPOCHS"],
+                                                train_size=k["TRAIN_SIZE"], calibration=k["CALIBRATION"],
+                                                test_size=k["EVAL_SIZE"], seed=k["SEED"], progress=False)
+    cat, _ = get_ann(dataset=k["DATASET"], model=k["MODEL"], activation="cat", levels=k["WINDOW"],
+                     epochs=k["EPOCHS"], train_size=k["TRAIN_SIZE"], seed=k["SEED"], progress=False)
+    cat_ttfs = measure_ttfs(convert_ttfs(cat), test_loader)
+    return dict(knobs=k, relu=relu, cat=cat, calibration=calibration, test_loader=test_loader, cat_ttfs=cat_ttfs)
+
+
+@pytest.mark.cifar
+def test_06_cat_ttfs_answers_like_the_cat_ann_and_relu_ttfs_collapses_at_k_3(ttfs_nets):
+    from snnlab.train import evaluate
+    from snnlab.ttfs import convert_ttfs, measure_ttfs
+
+    n, k, loader = ttfs_nets, ttfs_nets["knobs"], ttfs_nets["test_loader"]
+    assert torch.equal(n["cat_ttfs"].predictions, n["cat"](loader.x).argmax(1))  # every test image
+    assert all(v <= 1 for v in n["cat_ttfs"].spikes_per_neuron.values())
+    relu_accuracy = evaluate(n["relu"], loader)
+
+    def relu_ttfs(window):
+        return measure_ttfs(convert_ttfs(n["relu"], n["calibration"], window=window, threshold="percentile"),
+                            loader).accuracy
+
+    assert abs(relu_ttfs(k["WINDOW"]) - relu_accuracy) < 4  # "within a point, up or down": +1.0 (AVX-512)
+    cat_at_3 = measure_ttfs(convert_ttfs(n["cat"], window=3), loader).accuracy
+    assert relu_ttfs(3) < relu_accuracy - 8 and relu_ttfs(3) < cat_at_3 - 4  # 44.7 vs 59.7 and 54.7 (AVX-512)
+
+
+@pytest.mark.cifar
+def test_06_cat_window_curve_peaks_at_its_own_window(ttfs_nets):
+    from snnlab.ttfs import convert_ttfs, measure_ttfs
+
+    n, k = ttfs_nets, ttfs_nets["knobs"]
+    short = measure_ttfs(convert_ttfs(n["cat"], window=k["WINDOWS"][0]), n["test_loader"]).accuracy
+    assert short < n["cat_ttfs"].accuracy - 20, short  # K = 2: 21.7 vs 61.3 % (AVX-512)
+
+
+@pytest.mark.cifar
+def test_06_log_weights_and_energy(ttfs_nets):
+    from snnlab.convert import convert
+    from snnlab.data import get_loaders
+    from snnlab.train_snn import score
+    from snnlab.ttfs import convert_ttfs, log_weights, measure_ttfs
+
+    n, k, loader = ttfs_nets, ttfs_nets["knobs"], ttfs_nets["test_loader"]
+    train_loader, _ = get_loaders(k["DATASET"], batch_size=128, train_size=k["TRAIN_SIZE"], seed=k["SEED"])
+    tuned = measure_ttfs(convert_ttfs(log_weights(n["cat"], k["BITS"], train_loader, epochs=k["FINE_TUNE_EPOCHS"],
+                                                  lr=k["FINE_TUNE_LR"])), loader)
+    assert tuned.accuracy > n["cat_ttfs"].accuracy - 5, tuned.accuracy  # 59.7 vs 61.3 % (AVX-512)
+    rate = score(convert(n["relu"], n["calibration"], threshold="percentile", v_init=0.5), loader, k["T_RATE"])
+    assert tuned.energy.snn_pj < 0.6 * rate["energy"].snn_pj  # 16.3 vs 41.0 µJ (AVX-512)
+    assert tuned.shift_add.snn_pj < tuned.energy.snn_pj / 2  # 5.4 µJ
+    assert all(tuned.spikes_per_neuron[layer] < 0.7 * rate["spike_rate"][layer] for layer in rate["spike_rate"])
+
+
+@pytest.mark.cifar
+def test_06_widget_three_bit_weights_fall_far_below_five(ttfs_nets):
+    n, k = ttfs_nets, ttfs_nets["knobs"]
+    row, fig = widgets.ttfs_app(n["cat"], n["test_loader"].x[:100], n["test_loader"].y[:100],
+                                window=k["WINDOW"]).children
+    bits = next(c for c in row.children if c.description == "weights")
+
+    def accuracy():
+        return float(fig.layout.title.text.split(": ")[1].split(" %")[0])
+
+    bits.value = 5
+    five = accuracy()
+    bits.value = 3
+    assert accuracy() < five - 3, (accuracy(), five)  # on 300 images: 52.7 vs 60.7 % (AVX-512)
