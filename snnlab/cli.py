@@ -203,8 +203,7 @@ def _prefix_rates(probe: Probe, steps: int) -> tuple:
     """
     spikes = sum(probe.spikes[n][:steps].sum().item() for n in probe.spikes)
     neurons = sum(probe.neurons[n] * probe.samples[n] for n in probe.spikes)
-    rates = {n: probe.events[n][:steps].sum().item() / (probe.inputs[n] * probe.samples[n]) for n in probe.events}
-    return spikes / neurons, rates
+    return spikes / neurons, probe.event_rate(steps)
 
 
 def energies(sizes: dict, rates: dict, steps: int, first_layer: str) -> dict:

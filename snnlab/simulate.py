@@ -260,6 +260,7 @@ class Probe:
         """Spikes per neuron over all T, per Neuron layer (may exceed 1)."""
         return {n: self.spikes[n].sum().item() / (self.neurons[n] * self.samples[n]) for n in self.spikes}
 
-    def event_rate(self) -> dict:
-        """Events (non-zero inputs) per input unit over all T, per Conv2d/Linear layer: r_{l−1}."""
-        return {n: self.events[n].sum().item() / (self.inputs[n] * self.samples[n]) for n in self.events}
+    def event_rate(self, steps: int | None = None) -> dict:
+        """Events (non-zero inputs) per input unit over the first `steps` steps (None: all T), per Conv2d/Linear
+        layer: r_{l−1} of the energy model. Causal neurons make the prefix of a run a shorter run."""
+        return {n: self.events[n][:steps].sum().item() / (self.inputs[n] * self.samples[n]) for n in self.events}

@@ -6,7 +6,9 @@ child holds the controls and whose second is the figure, so tests can set `contr
 `fig.data` without a browser (STYLE.md rules 18–19). Sliders that start a simulation update on release
 (`continuous_update=False`); sliders that only pick a step of a finished simulation follow the mouse.
 
-Taught in notebooks 00 (neuron), 01 (distributions), 02 (conversion error), 03 (V[0]) and 04–05
+Every app that varies T (or θ, V[0], the network) also shows the energy per image from the same simulation
+(`viz.energy_by_step` on the run's `Probe`; notebook 00: one synapse's energy). Taught in notebooks 00 (neuron), 01
+(distributions), 02 (conversion error), 03 (V[0]) and 04–05
 (spike traces of trained SNNs).
 """
 import ipywidgets as w

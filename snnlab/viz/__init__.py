@@ -13,7 +13,7 @@ functions to sliders. One module per notebook:
     training.py       04–05  BPTT curves, learned θ and λ, spikes and energy per layer, IIR stages
     compare.py        `snnlab compare`'s HTML report
 """
-from .common import DASHES, LOG, PALETTE, PART_COLORS, TEMPLATE, TIME, as_widget
+from .common import DASHES, LOG, PALETTE, PART_COLORS, TEMPLATE, TIME, as_widget, energy_by_step, energy_note
 from .compare import compare_figure
 from .distributions import distribution_figure, preactivation_figure, training_figure, update_distribution
 from .errors import (accuracy_bar_figure, accuracy_figure, conversion_error_figure, error_parts_figure,
