@@ -36,7 +36,8 @@ from .data import DATASETS, get_loaders
 from .energy import ESTIMATORS, FIRST_LAYER, estimate, layer_sizes
 from .files import write_atomic
 from .models import MODELS
-from .simulate import Probe, evaluate_snn, keep_freed_memory
+from .simulate import keep_freed_memory
+from .tradeoff import measure
 from .train import evaluate, prepare, seed_everything
 from .viz import compare_figure
 
@@ -195,17 +196,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # ---------------------------------------------------------------- measuring
-def _prefix_rates(probe: Probe, steps: int) -> tuple:
-    """Spikes per neuron and events per input unit (per layer) over the first `steps` steps of a Probe.
-
-    spikes per neuron = Σ_l spikes_l / Σ_l (neurons_l · samples): all spikes of the network over
-    all its neurons, per image. Returns (spikes per neuron, {layer: r_{l−1}} for `energy_report`).
-    """
-    spikes = sum(probe.spikes[n][:steps].sum().item() for n in probe.spikes)
-    neurons = sum(probe.neurons[n] * probe.samples[n] for n in probe.spikes)
-    return spikes / neurons, probe.event_rate(steps)
-
-
 def energies(sizes: dict, rates: dict, steps: int, first_layer: str) -> dict:
     """{estimator: {"ann_uj", "snn_uj", "layers": [{"name", "ann_uj", "snn_uj"}]}} for every estimator."""
     result = {}
@@ -218,16 +208,12 @@ def energies(sizes: dict, rates: dict, steps: int, first_layer: str) -> dict:
 
 
 def _measure(snn, test_loader, run_steps: int, wanted: list, sizes: dict, config: CompareConfig) -> list:
-    """Simulate `snn` for `run_steps` steps on the test set; one result row per T in `wanted`."""
-    with Probe(snn) as probe:
-        accuracy = evaluate_snn(snn, test_loader, run_steps)  # [run_steps]
+    """Simulate `snn` for `run_steps` steps on the test set; one result row per T in `wanted` (`tradeoff.measure`)."""
     rows = []
-    for steps in wanted:
-        spikes, rates = _prefix_rates(probe, steps)
-        energy = energies(sizes, rates, steps, config.first_layer)
+    for row in measure(snn, test_loader, run_steps, wanted):
+        energy = energies(sizes, row["event_rate"], row["timesteps"], config.first_layer)
         chosen = energy[config.energy]
-        rows.append({"timesteps": steps, "accuracy": accuracy[steps - 1].item(), "spikes_per_neuron": spikes,
-                     "event_rate": rates, "energy_uj": chosen["snn_uj"], "ann_energy_uj": chosen["ann_uj"],
+        rows.append({**row, "energy_uj": chosen["snn_uj"], "ann_energy_uj": chosen["ann_uj"],
                      "energy_vs_ann": chosen["snn_uj"] / chosen["ann_uj"], "energies": energy})
     return rows
 

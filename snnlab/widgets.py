@@ -14,6 +14,7 @@ Every app that varies T (or θ, V[0], the network) also shows the energy per ima
 import ipywidgets as w
 
 from . import viz
+from .energy import ESTIMATORS
 
 _STYLE = dict(style={"description_width": "initial"}, layout=w.Layout(width="300px"))
 
@@ -138,4 +139,25 @@ def spike_trace_app(networks: dict, image, max_timesteps: int = 5, count: int = 
     }
     fig = viz.as_widget(viz.spike_trace_figure(recorded, **{k: c.value for k, c in controls.items()}))
     _wire(controls, list(controls), lambda **knobs: viz.update_spike_trace(fig, recorded, **knobs))
+    return _app(controls, fig)
+
+
+def tradeoff_app(table: dict, timesteps: int = 4, estimator: str = "compute") -> w.VBox:
+    """Notebook 07: accuracy against energy of every method, its Pareto front, and one point's energy per layer.
+
+    Args:
+        table: `tradeoff.load_table`'s (rows of methods × T with event rates, layer sizes, the ANN's accuracy).
+        timesteps: the T slider's start: each method shows its network with the largest T ≤ it.
+        estimator: "compute", "memory" or "qnn" (`energy.ESTIMATORS`).
+    """
+    labels = list(dict.fromkeys(row["method"] for row in table["rows"]))
+    largest = max(row["timesteps"] for row in table["rows"])
+    controls = {
+        "methods": w.SelectMultiple(options=labels, value=tuple(labels), description="methods", rows=6, **_STYLE),
+        "timesteps": _slider("time steps T ≤", min(timesteps, largest), 1, largest, 1, continuous=True),
+        "estimator": w.ToggleButtons(options=list(ESTIMATORS), value=estimator, description="energy"),
+        "selected": w.Dropdown(options=labels, value=labels[0], description="per layer", **_STYLE),
+    }
+    fig = viz.as_widget(viz.tradeoff_figure(table, **{k: c.value for k, c in controls.items()}))
+    _wire(controls, list(controls), lambda **knobs: viz.update_tradeoff(fig, table, **knobs))
     return _app(controls, fig)

@@ -11,6 +11,7 @@ functions to sliders. One module per notebook:
     errors.py         02  conversion error per layer and per T, accuracy vs T per recipe
     potential.py      03  V[0]: expected vs measured error, first spikes, accuracy
     training.py       04–05  BPTT curves, learned θ and λ, spikes and energy per layer, IIR stages
+    tradeoff.py       07  accuracy vs energy of every method, the Pareto front, energy per layer
     compare.py        `snnlab compare`'s HTML report
 """
 from .common import DASHES, LOG, PALETTE, PART_COLORS, TEMPLATE, TIME, as_widget, energy_by_step, energy_note
@@ -25,3 +26,4 @@ from .potential import (expected_error_figure, first_spike_figure, potential_fig
                         update_potential_error)
 from .training import (bptt_figure, energy_figure, record_traces, spike_rate_figure, spike_trace_figure,
                        stages_figure, threshold_leak_figure, update_spike_trace)
+from .tradeoff import tradeoff_figure, update_tradeoff
