@@ -91,3 +91,53 @@ def test_load_table_merges_compare_and_bench_json(tmp_path):
     assert table["rows"][1]["event_rate"] == {"fc1": 1.0, "fc2": 0.3}
     with pytest.raises(ValueError, match="no event rates"):
         tradeoff.from_compare({**compare, "ann": {"accuracy": 90.0}})
+
+
+# ---------------------------------------------------------------- the facts notebook 07 states, with its knobs
+@pytest.fixture(scope="module")
+def notebook07():
+    """Notebook 07's table as it computes it in CI (no JSON), with its knobs; the ANN of notebooks 01–05."""
+    from test_notebooks import knobs  # tests/ is on sys.path (rootdir conftest)
+    k = knobs("07_tradeoff.ipynb")
+    shared = {key: knobs("02_conversion_error.ipynb")[key] for key in ("DATASET", "MODEL", "TRAIN_SIZE", "EPOCHS",
+                                                                        "CALIBRATION", "SEED")}
+    assert shared.items() <= k.items(), "notebook 07 must use notebooks 01–05's ANN knobs, so the cache is shared"
+    return tradeoff.compute_table(recipes=k["RECIPES"], v_inits=k["V_INITS"], timesteps=k["TIMESTEPS"],
+                                  dataset=k["DATASET"], model=k["MODEL"], epochs=k["EPOCHS"],
+                                  train_size=k["TRAIN_SIZE"], calibration=k["CALIBRATION"], test_size=k["EVAL_SIZE"],
+                                  seed=k["SEED"])
+
+
+def ratios(table, estimator, timesteps):
+    return {p["method"]: p["energy"].snn_pj / p["energy"].ann_pj for p in tradeoff.points(table, estimator, timesteps)}
+
+
+@pytest.mark.cifar
+def test_07_compute_puts_every_snn_under_half_the_anns_energy(notebook07):
+    for timesteps in (1, 2, 4, 8):  # measured at T = 8: 0.04–0.24
+        assert max(ratios(notebook07, "compute", timesteps).values()) < 0.5
+
+
+@pytest.mark.cifar
+def test_07_memory_makes_the_most_accurate_snns_at_t8_cost_as_much_as_the_ann(notebook07):
+    memory, compute = ratios(notebook07, "memory", 8), ratios(notebook07, "compute", 8)
+    best = max(tradeoff.points(notebook07, "memory", 8), key=lambda p: p["accuracy"])["method"]
+    assert memory[best] > 0.9  # measured 1.56 (p99@0.5); compute says 0.24
+    assert memory[best] > 3 * compute[best]
+    for method in memory:  # the potentials' 2·T·N_out accesses: memory grows faster with T than compute
+        assert memory[method] / ratios(notebook07, "memory", 1)[method] > \
+            compute[method] / ratios(notebook07, "compute", 1)[method]
+
+
+@pytest.mark.cifar
+def test_07_snns_beat_the_quantized_ann_by_less_than_compute_says(notebook07):
+    qnn, compute = ratios(notebook07, "qnn", 8), ratios(notebook07, "compute", 8)
+    assert max(qnn.values()) < 1  # measured 0.07–0.57
+    assert all(qnn[m] > compute[m] for m in qnn)
+
+
+def test_07_break_even_rate_is_one_plus_b_over_4():
+    for timesteps, rate in ((1, 1.25), (4, 1.75), (6, 1.75)):
+        bits = energy.activation_bits(timesteps)
+        at = energy.qnn({"a": 1, "b": 100}, {"a": 1.0, "b": rate}, timesteps).layers[1]
+        assert at["snn_pj"] == pytest.approx(at["ann_pj"]) and rate == 1 + bits / 4
