@@ -149,9 +149,14 @@ def sram_pj(capacity_bytes: float) -> float:
     return SRAM_PJ[-1][1]
 
 
+def _access_pj(size: dict) -> tuple:
+    """(e(W), e(N_in), e(N_out)): one word from the layer's weights, inputs, and outputs (or potentials)."""
+    return tuple(sram_pj(WORD_BYTES * size[k]) for k in ("weights", "inputs", "outputs"))
+
+
 def _dense_memory_pj(size: dict) -> float:
     """Memory energy of one dense (ANN-style) pass of a layer: F·(e(W) + e(N_in)) + N_out·e(N_out)."""
-    e_w, e_in, e_out = (sram_pj(WORD_BYTES * size[k]) for k in ("weights", "inputs", "outputs"))
+    e_w, e_in, e_out = _access_pj(size)
     return size["macs"] * (e_w + e_in) + size["outputs"] * e_out
 
 
@@ -181,7 +186,7 @@ def memory(sizes: dict, event_rate: dict, timesteps: int, first_layer: str = "on
     base = compute({n: s["macs"] for n, s in sizes.items()}, event_rate, timesteps, first_layer)
     report = EnergyReport(estimator="memory")
     for i, (layer, (name, size)) in enumerate(zip(base.layers, sizes.items())):
-        e_w, e_in, e_v = (sram_pj(WORD_BYTES * size[k]) for k in ("weights", "inputs", "outputs"))
+        e_w, e_in, e_v = _access_pj(size)
         potentials = 2 * timesteps * size["outputs"] * e_v
         if i == 0:
             snn = _first_layer_steps(first_layer, timesteps) * _dense_memory_pj(size) + potentials

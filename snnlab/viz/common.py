@@ -117,13 +117,18 @@ def _energy_panels(fig: go.Figure, row: int) -> None:
                              hovertemplate="t = %{x}<br>E_SNN / E_ANN = %{y:.3f}<extra></extra>"), row=row, col=1)
     fig.add_trace(go.Scatter(name=ENERGY_AT, mode="markers", marker=dict(size=14, color="#000000", symbol="circle-open"),
                              hovertemplate="T = %{x}<br>E_SNN / E_ANN = %{y:.3f}<extra></extra>"), row=row, col=1)
-    for name, color in ((ANN_BARS, "#888888"), (SNN_BARS, PALETTE[4])):
-        fig.add_trace(go.Bar(name=name, marker=dict(color=color),
-                             hovertemplate="%{x}<br>%{y:.4f} µJ<extra>" + name + "</extra>"), row=row, col=2)
+    _energy_bars(fig, ANN_BARS, SNN_BARS, row=row, col=2)
     fig.update_xaxes(title=TIME, row=row, col=1)
     fig.update_yaxes(title="E_SNN / E_ANN (compute)", rangemode="tozero", row=row, col=1)
-    fig.update_xaxes(title="layer (input → output)", row=row, col=2)
-    fig.update_yaxes(title="energy (µJ per image)", row=row, col=2)
+
+
+def _energy_bars(fig: go.Figure, ann: str, snn: str, row: int, col: int) -> None:
+    """Two empty bar traces named `ann` (grey) and `snn`, µJ per layer, with the panel's axis titles."""
+    for name, color in ((ann, "#888888"), (snn, PALETTE[4])):
+        fig.add_trace(go.Bar(name=name, marker=dict(color=color),
+                             hovertemplate="%{x}<br>%{y:.4f} µJ<extra>" + name + "</extra>"), row=row, col=col)
+    fig.update_xaxes(title="layer (input → output)", row=row, col=col)
+    fig.update_yaxes(title="energy (µJ per image)", row=row, col=col)
 
 
 def _set_energy_curve(fig: go.Figure, reports: list) -> None:

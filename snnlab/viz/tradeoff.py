@@ -2,7 +2,7 @@
 import plotly.graph_objects as go
 
 from ..tradeoff import pareto, points
-from .common import PALETTE, _figure, _set
+from .common import PALETTE, _energy_bars, _figure, _set
 
 FRONT, ANN, SELECTED = "Pareto front", "ANN (E = 1)", "selected"
 
@@ -24,14 +24,10 @@ def tradeoff_figure(table: dict, **knobs) -> go.Figure:
                              hovertemplate="the ANN: E = 1<br>accuracy %{y:.1f} %<extra></extra>"), row=1, col=1)
     fig.add_trace(go.Scatter(name=SELECTED, mode="markers", marker=dict(size=20, color="#000000",
                              symbol="circle-open"), hoverinfo="skip"), row=1, col=1)
-    for name, color in (("ANN", "#888888"), ("SNN", PALETTE[0])):
-        fig.add_trace(go.Bar(name=name, marker=dict(color=color),
-                             hovertemplate="%{x}<br>%{y:.4f} µJ<extra>" + name + "</extra>"), row=1, col=2)
+    _energy_bars(fig, "ANN", "SNN", row=1, col=2)
     fig.add_vline(x=1, line=dict(color="#888888", dash="dash"), row=1, col=1)
     fig.update_xaxes(title="energy E_SNN / E_ANN (log; left of 1: the SNN is cheaper)", type="log", row=1, col=1)
     fig.update_yaxes(title="test accuracy (%)", row=1, col=1)
-    fig.update_xaxes(title="layer (input → output)", row=1, col=2)
-    fig.update_yaxes(title="energy (µJ per image)", row=1, col=2)
     fig.update_layout(margin=dict(t=110), showlegend=False)
     update_tradeoff(fig, table, **knobs)
     return fig
