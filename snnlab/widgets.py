@@ -9,7 +9,7 @@ child holds the controls and whose second is the figure, so tests can set `contr
 Every app that varies T (or θ, V[0], the network) also shows the energy per image from the same simulation
 (`viz.energy_by_step` on the run's `Probe`; notebook 00: one synapse's energy). Taught in notebooks 00 (neuron), 01
 (distributions), 02 (conversion error), 03 (V[0]) and 04–05
-(spike traces of trained SNNs).
+(spike traces of trained SNNs), 07 (accuracy against energy of every method).
 """
 import ipywidgets as w
 
@@ -160,4 +160,10 @@ def tradeoff_app(table: dict, timesteps: int = 4, estimator: str = "compute") ->
     }
     fig = viz.as_widget(viz.tradeoff_figure(table, **{k: c.value for k, c in controls.items()}))
     _wire(controls, list(controls), lambda **knobs: viz.update_tradeoff(fig, table, **knobs))
+
+    def select(trace, clicked, state):  # a click on a point shows its layers (in a browser)
+        if clicked.point_inds:
+            controls["selected"].value = trace.text[clicked.point_inds[0]]
+
+    next(fig.select_traces(selector=dict(name="methods"))).on_click(select)
     return _app(controls, fig)
