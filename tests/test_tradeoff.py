@@ -122,8 +122,8 @@ def test_07_compute_puts_every_snn_under_half_the_anns_energy(notebook07):
 def test_07_memory_makes_the_most_accurate_snns_at_t8_cost_as_much_as_the_ann(notebook07):
     memory, compute = ratios(notebook07, "memory", 8), ratios(notebook07, "compute", 8)
     best = max(tradeoff.points(notebook07, "memory", 8), key=lambda p: p["accuracy"])["method"]
-    assert memory[best] > 0.9  # measured 1.56 (p99@0.5); compute says 0.24
-    assert memory[best] > 3 * compute[best]
+    assert max(memory.values()) > 1  # measured 1.56 (p99@0.5); compute says 0.24
+    assert memory[best] > 0.7 and memory[best] > 3 * compute[best]  # measured 1.56 and 6.5×
     for method in memory:  # the potentials' 2·T·N_out accesses: memory grows faster with T than compute
         assert memory[method] / ratios(notebook07, "memory", 1)[method] > \
             compute[method] / ratios(notebook07, "compute", 1)[method]
