@@ -74,6 +74,7 @@ def row(method: str, result: dict, start: dict, history: dict, ann_accuracy: flo
             "train_seconds": sum(history["seconds"]), "spikes_per_neuron": result["spike_rate"],
             "energy_ratio": energy.snn_pj / energy.ann_pj, "energy_uj": energy.snn_pj / 1e6,
             "ann_energy_uj": energy.ann_pj / 1e6, "energy_layers": energy.layers,
+            "sizes": result["sizes"], "event_rate": result["event_rate"],
             "threshold": history["threshold"][-1], "leak": history["leak"][-1]}
 
 

@@ -4,7 +4,7 @@
 
 For each method (a threshold recipe of `convert.RECIPES` and V[0]/θ) and each T it reports the SNN's
 test accuracy, the spikes per neuron (all spikes over the first T steps ÷ all spiking neurons, per
-image) and the compute energy E_SNN/E_ANN (energy.py), as one table on the terminal, `compare.json`
+image) and the energy E_SNN/E_ANN (energy.py; `--energy compute|memory|qnn`, default compute), as one table on the terminal, `compare.json`
 and a self-contained plotly report `compare.html`. The method `ttfs` converts to a time-to-first-spike
 network instead (ttfs.py; window K = --levels, s_l = the CAT bound with --activation cat, else the 99.9th
 percentile): its row has T = K steps per layer, at most one spike per neuron, and compare.json adds its
@@ -39,11 +39,12 @@ from . import reproduce
 from .activations import ACTIVATIONS
 from .convert import RECIPES, T_FREE_RECIPES, convert
 from .data import DATASETS, get_loaders
+from .energy import ESTIMATORS, FIRST_LAYER, estimate, layer_sizes
 from .files import write_atomic
-from .energy import E_MAC_PJ, FIRST_LAYER, count_macs, energy_report
 from .models import MODELS
 from .parallel import resolve_device
 from .simulate import Probe, evaluate_snn, keep_freed_memory
+from .tradeoff import measure
 from .train import evaluate, prepare, seed_everything
 from .ttfs import convert_ttfs, measure_ttfs, ttfs_layers
 from .viz import compare_figure
@@ -100,6 +101,7 @@ class CompareConfig:
     output: str = "reports"
     first_layer: str = "once"
     device: str | None = None  # None: cuda when available, else cpu
+    energy: str = "compute"
 
 
 def parse_method(text: str) -> Method:
@@ -175,7 +177,8 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
                          levels=args.levels, epochs=args.epochs, train_size=args.train_size, methods=methods,
                          timesteps=parse_timesteps(args.timesteps), seed=args.seed,
                          calibration=args.calibration, batch_size=args.batch_size, output=args.output,
-                         first_layer=args.first_layer, device=str(resolve_device(args.device)))
+                         first_layer=args.first_layer, device=str(resolve_device(args.device)),
+                         energy=args.energy)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -208,39 +211,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="energy: the first conv computed once (direct encoding) or charged at every step "
                         "(default: once)")
     p.add_argument("--device", default=None, help="where the ANN and SNNs run (default: cuda when available, else cpu)")
+    p.add_argument("--energy", choices=ESTIMATORS, default="compute",
+                   help="energy estimator of the table: compute (arithmetic only, the papers'), memory (+ SRAM "
+                        "traffic) or qnn (against a ⌈log2(T+1)⌉-bit quantized ANN); compare.json holds all three "
+                        "(default: compute)")
     p.set_defaults(command_parser=p)  # so that main() reports bad values with this command's usage
     reproduce.add_commands(commands)  # `snnlab train` and `snnlab reproduce` (reproduce.py)
     return parser
 
 
 # ---------------------------------------------------------------- measuring
-def _prefix_rates(probe: Probe, steps: int) -> tuple:
-    """Spikes per neuron and events per input unit (per layer) over the first `steps` steps of a Probe.
+def energies(sizes: dict, rates: dict, steps: int, first_layer: str) -> dict:
+    """{estimator: {"ann_uj", "snn_uj", "layers": [{"name", "ann_uj", "snn_uj"}]}} for every estimator."""
+    result = {}
+    for name in ESTIMATORS:
+        report = estimate(name, sizes, rates, steps, first_layer)
+        result[name] = {"ann_uj": report.ann_pj / 1e6, "snn_uj": report.snn_pj / 1e6,
+                        "layers": [{"name": d["name"], "ann_uj": d["ann_pj"] / 1e6, "snn_uj": d["snn_pj"] / 1e6}
+                                   for d in report.layers]}
+    return result
 
-    spikes per neuron = Σ_l spikes_l / Σ_l (neurons_l · samples): all spikes of the network over
-    all its neurons, per image. Returns (spikes per neuron, {layer: r_{l−1}} for `energy_report`).
-    """
-    spikes = sum(probe.spikes[n][:steps].sum().item() for n in probe.spikes)
-    neurons = sum(probe.neurons[n] * probe.samples[n] for n in probe.spikes)
-    rates = {n: probe.events[n][:steps].sum().item() / (probe.inputs[n] * probe.samples[n]) for n in probe.events}
-    return spikes / neurons, rates
 
-
-def _measure(snn, test_loader, run_steps: int, wanted: list, macs: dict, first_layer: str) -> list:
-    """Simulate `snn` for `run_steps` steps on the test set; one result row per T in `wanted`."""
-    with Probe(snn) as probe:
-        accuracy = evaluate_snn(snn, test_loader, run_steps)  # [run_steps]
+def _measure(snn, test_loader, run_steps: int, wanted: list, sizes: dict, config: CompareConfig) -> list:
+    """Simulate `snn` for `run_steps` steps on the test set; one result row per T in `wanted` (`tradeoff.measure`)."""
     rows = []
-    for steps in wanted:
-        spikes, rates = _prefix_rates(probe, steps)
-        report = energy_report(macs, rates, steps, first_layer=first_layer)
-        rows.append({"timesteps": steps, "accuracy": accuracy[steps - 1].item(),
-                     "spikes_per_neuron": spikes, "energy_uj": report.snn_pj / 1e6,
-                     "energy_vs_ann": report.snn_pj / report.ann_pj})
+    for row in measure(snn, test_loader, run_steps, wanted):
+        energy = energies(sizes, row["event_rate"], row["timesteps"], config.first_layer)
+        chosen = energy[config.energy]
+        rows.append({**row, "energy_uj": chosen["snn_uj"], "ann_energy_uj": chosen["ann_uj"],
+                     "energy_vs_ann": chosen["snn_uj"] / chosen["ann_uj"], "energies": energy})
     return rows
 
 
-def _run_method(ann, method: Method, images, test_loader, macs: dict, config: CompareConfig) -> tuple:
+def _run_method(ann, method: Method, images, test_loader, sizes: dict, config: CompareConfig) -> tuple:
     """Convert and evaluate one method at every T of the config: (rows, {"convert_s", "simulate_s"})."""
     plans = [(t, [t]) for t in config.timesteps] if method.fits_timesteps else \
         [(config.timesteps[-1], config.timesteps)]  # (T to convert for and run, T values read out)
@@ -250,7 +253,7 @@ def _run_method(ann, method: Method, images, test_loader, macs: dict, config: Co
         snn = convert(ann, images, threshold=method.recipe, timesteps=run_steps, v_init=method.v_init)
         seconds["convert_s"] += time.perf_counter() - start
         start = time.perf_counter()
-        rows += _measure(snn, test_loader, run_steps, wanted, macs, config.first_layer)
+        rows += _measure(snn, test_loader, run_steps, wanted, sizes, config)
         seconds["simulate_s"] += time.perf_counter() - start
     return [{"method": method.label, **row} for row in rows], seconds
 
@@ -266,7 +269,7 @@ def _run_ttfs(ann, images, test_loader, config: CompareConfig) -> tuple:
     seconds["simulate_s"] = time.perf_counter() - start
     row = {"method": TTFS, "timesteps": config.levels, "accuracy": result.accuracy,
            "spikes_per_neuron": result.spikes_total, "energy_uj": result.energy.snn_pj / 1e6,
-           "energy_vs_ann": result.energy.snn_pj / result.energy.ann_pj,
+           "energy_vs_ann": result.energy.snn_pj / result.energy.ann_pj, "event_rate": result.event_rate,
            "shift_add_uj": result.shift_add.snn_pj / 1e6, "latency_steps": config.levels * len(ttfs_layers(snn)),
            "spikes_per_layer": result.spikes_per_neuron}
     return [row], seconds
@@ -293,15 +296,16 @@ def run_compare(config: CompareConfig) -> dict:
     """Run the comparison described by `config` and return its results (what compare.json holds)."""
     start = time.perf_counter()
     ann, info, images, test_loader = _prepare(config)
-    macs = count_macs(ann, images[:1])  # F_l per layer, per image
-    ann_entry = {"accuracy": evaluate(ann, test_loader), "energy_uj": sum(macs.values()) * E_MAC_PJ / 1e6,
-                 "macs": sum(macs.values()), "epochs": info["config"]["epochs"], "checkpoint": info["checkpoint"],
+    sizes = layer_sizes(ann, images[:1])  # F_l, W_l, N_in, N_out per layer, per image
+    ann_uj = estimate(config.energy, sizes, dict.fromkeys(sizes, 0.0), 1, config.first_layer).ann_pj / 1e6
+    ann_entry = {"accuracy": evaluate(ann, test_loader), "energy_uj": ann_uj, "sizes": sizes,
+                 "macs": sum(s["macs"] for s in sizes.values()), "epochs": info["config"]["epochs"], "checkpoint": info["checkpoint"],
                  "cached": info["cached"], "train_s": info["train_seconds"]}
     timings, rows = {"prepare_s": time.perf_counter() - start, "methods": {}}, []
     for method in tqdm(config.methods, desc="methods", unit="method"):
         method_rows, timings["methods"][method.label] = (
             _run_ttfs(ann, images, test_loader, config) if method.recipe == TTFS else
-            _run_method(ann, method, images, test_loader, macs, config))
+            _run_method(ann, method, images, test_loader, sizes, config))
         rows += method_rows
     timings["total_s"] = time.perf_counter() - start
     config_dict = {**asdict(config), "methods": [m.label for m in config.methods], "epochs": ann_entry["epochs"]}
@@ -319,17 +323,20 @@ def reproduce_command(config: dict) -> str:
                "train-size": config["train_size"], "methods": ",".join(config["methods"]),
                "timesteps": ",".join(map(str, config["timesteps"])), "seed": config["seed"],
                "calibration": config["calibration"], "batch-size": config["batch_size"],
-               "output": config["output"], "first-layer": config["first_layer"]}
+               "output": config["output"], "first-layer": config["first_layer"], "energy": config["energy"]}
     return "snnlab compare " + " ".join(f"--{k} {shlex.quote(str(v))}" for k, v in options.items() if v is not None)
 
 
 def format_table(result: dict) -> str:
     """The results as one plain-text table: the ANN first, then one row per method and T."""
     config, ann = result["config"], result["ann"]
+    estimator = config.get("energy", "compute")  # compare.json files from before --energy hold compute
     lines = [f"{config['model']} on {config['dataset']} ({config['activation']}), {result['test_images']} test "
              f"images, θ calibrated on {result['calibration_images']} training images",
              "spikes/neuron: all spikes over the first T steps ÷ all spiking neurons, per image; "
-             f"E/E_ANN: SNN compute energy ÷ ANN's (first layer {config['first_layer']}; lower is better)",
+             f"E/E_ANN: SNN energy ÷ ANN's, estimator {estimator} (first layer {config['first_layer']}; "
+             "lower is better)" + ("; qnn: the ANN quantized to ⌈log2(T+1)⌉ bits, its µJ in the ANN row at T = 1"
+                                   if estimator == "qnn" else ""),
              f"{'method':<18}{'T':>4}{'acc %':>9}{'Δ acc':>8}{'spikes/neuron':>15}{'energy µJ':>11}{'E/E_ANN':>9}",
              f"{'ANN':<18}{'–':>4}{ann['accuracy']:>9.2f}{'':>8}{'–':>15}{ann['energy_uj']:>11.2f}{1:>9.3f}"]
     for row in result["rows"]:

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .energy import macs_per_output
 from .neurons import Neuron, TimeBatched, check_images, check_timesteps, encode, if_step, neurons, reset
 from .parallel import model_device
 
@@ -157,7 +158,7 @@ class Probe:
 
     Attributes (per layer name, accumulated over every run, all runs of one T):
         spikes, events: [T] counts per step; neurons, inputs: units per sample; samples: samples seen;
-        macs: MACs per sample and step of each Conv2d/Linear (F_l);
+        macs: MACs per sample and step of each Conv2d/Linear (F_l); outputs, weights: its N_out and W_l;
         traces: {layer: {"h", "v", "s": [T, k]}}, H[t], V[t], S[t] of the first k neurons of sample 0
         in the last run, replayed with `neurons.if_step` from the layer's input and V before it.
 
@@ -170,6 +171,7 @@ class Probe:
     def __init__(self, snn: nn.Module, trace: int = 0, device=None):
         self.snn, self.trace, self.device = snn, trace, torch.device("cpu" if device is None else device)
         self.spikes, self.events, self.neurons, self.inputs, self.macs, self.samples = {}, {}, {}, {}, {}, {}
+        self.outputs, self.weights = {}, {}
         self.traces, self._hooks, self._before = {}, [], {}
         self._start, self._end, self._length = 0, 0, None  # this call's steps [start, end) of the run; T of runs
 
@@ -252,15 +254,19 @@ class Probe:
         x = inputs[0]  # [T, B, ...]
         self._count(self.events, name, (x != 0).flatten(2).sum((1, 2)).float(), x.shape[1])  # [T]
         self.inputs[name] = x[0, 0].numel()
-        layer = module.layer
-        per_output = layer.in_features if isinstance(layer, nn.Linear) else \
-            layer.in_channels // layer.groups * layer.kernel_size[0] * layer.kernel_size[1]
-        self.macs[name] = out[0, 0].numel() * per_output
+        self.outputs[name], self.weights[name] = out[0, 0].numel(), module.layer.weight.numel()
+        self.macs[name] = out[0, 0].numel() * macs_per_output(module.layer)
+
+    def sizes(self) -> dict:
+        """Per Conv2d/Linear layer {"macs", "weights", "inputs", "outputs"} per sample, as `energy.layer_sizes`."""
+        return {n: {"macs": self.macs[n], "weights": self.weights[n], "inputs": self.inputs[n],
+                    "outputs": self.outputs[n]} for n in self.macs}
 
     def spike_rate(self) -> dict:
         """Spikes per neuron over all T, per Neuron layer (may exceed 1)."""
         return {n: self.spikes[n].sum().item() / (self.neurons[n] * self.samples[n]) for n in self.spikes}
 
-    def event_rate(self) -> dict:
-        """Events (non-zero inputs) per input unit over all T, per Conv2d/Linear layer: r_{l−1}."""
-        return {n: self.events[n].sum().item() / (self.inputs[n] * self.samples[n]) for n in self.events}
+    def event_rate(self, steps: int | None = None) -> dict:
+        """Events (non-zero inputs) per input unit over the first `steps` steps (None: all T), per Conv2d/Linear
+        layer: r_{l−1} of the energy model. Causal neurons make the prefix of a run a shorter run."""
+        return {n: self.events[n][:steps].sum().item() / (self.inputs[n] * self.samples[n]) for n in self.events}

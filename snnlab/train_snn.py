@@ -358,12 +358,14 @@ def score(snn: nn.Module, loader, timesteps: int, max_batches: int | None = None
 
     Returns: {"timesteps": T, "accuracy": % after T steps, "curve": % after each t ≤ T,
     "spike_rate": {layer: spikes per neuron over all T}, "energy": `energy.EnergyReport`
-    (per layer and total, beside the ANN of the same architecture)}. Notebooks 04–05.
+    (per layer and total, beside the ANN of the same architecture), "sizes": `Probe.sizes()`, "event_rate":
+    {layer: r_{l−1}} (for the other estimators of energy.py)}. Notebooks 04–05 and 07.
     """
     with Probe(snn) as probe:
         curve = evaluate_snn(snn, loader, timesteps, max_batches=max_batches, progress=False)  # [T]
     return {"timesteps": timesteps, "accuracy": curve[-1].item(), "curve": curve.tolist(),
-            "spike_rate": probe.spike_rate(), "energy": energy_report(probe.macs, probe.event_rate(), timesteps)}
+            "spike_rate": probe.spike_rate(), "energy": energy_report(probe.macs, probe.event_rate(), timesteps),
+            "sizes": probe.sizes(), "event_rate": probe.event_rate()}
 
 
 def score_stages(stages: dict, loader, max_batches: int | None = None) -> dict:

@@ -6,12 +6,15 @@ child holds the controls and whose second is the figure, so tests can set `contr
 `fig.data` without a browser (STYLE.md rules 18–19). Sliders that start a simulation update on release
 (`continuous_update=False`); sliders that only pick a step of a finished simulation follow the mouse.
 
-Taught in notebooks 00 (neuron), 01 (distributions), 02 (conversion error), 03 (V[0]), 04–05
-(spike traces of trained SNNs) and 06 (time-to-first-spike).
+Every app that varies T (or θ, V[0], the network) also shows the energy per image from the same simulation
+(`viz.energy_by_step` on the run's `Probe`; notebook 00: one synapse's energy). Taught in notebooks 00 (neuron), 01
+(distributions), 02 (conversion error), 03 (V[0]), 04–05
+(spike traces of trained SNNs), 06 (time-to-first-spike) and 07 (accuracy against energy of every method).
 """
 import ipywidgets as w
 
 from . import viz
+from .energy import ESTIMATORS
 
 _STYLE = dict(style={"description_width": "initial"}, layout=w.Layout(width="300px"))
 
@@ -151,4 +154,31 @@ def ttfs_app(ann, images, labels, window: int = 8, bits=None, max_window: int = 
                                    value=bits, description="weights", **_STYLE)}
     fig = viz.as_widget(viz.ttfs_figure(ann, images, labels, window, bits))
     _wire(controls, list(controls), lambda **knobs: viz.update_ttfs(fig, ann, images, labels, **knobs))
+    return _app(controls, fig)
+
+
+def tradeoff_app(table: dict, timesteps: int = 4, estimator: str = "compute") -> w.VBox:
+    """Notebook 07: accuracy against energy of every method, its Pareto front, and one point's energy per layer.
+
+    Args:
+        table: `tradeoff.load_table`'s (rows of methods × T with event rates, layer sizes, the ANN's accuracy).
+        timesteps: the T slider's start: each method shows its network with the largest T ≤ it.
+        estimator: "compute", "memory" or "qnn" (`energy.ESTIMATORS`).
+    """
+    labels = list(dict.fromkeys(row["method"] for row in table["rows"]))
+    largest = max(row["timesteps"] for row in table["rows"])
+    controls = {
+        "methods": w.SelectMultiple(options=labels, value=tuple(labels), description="methods", rows=6, **_STYLE),
+        "timesteps": _slider("time steps T ≤", min(timesteps, largest), 1, largest, 1, continuous=True),
+        "estimator": w.ToggleButtons(options=list(ESTIMATORS), value=estimator, description="energy"),
+        "selected": w.Dropdown(options=labels, value=labels[0], description="per layer", **_STYLE),
+    }
+    fig = viz.as_widget(viz.tradeoff_figure(table, **{k: c.value for k, c in controls.items()}))
+    _wire(controls, list(controls), lambda **knobs: viz.update_tradeoff(fig, table, **knobs))
+
+    def select(trace, clicked, state):  # a click on a point shows its layers (in a browser)
+        if clicked.point_inds:
+            controls["selected"].value = trace.text[clicked.point_inds[0]]
+
+    next(fig.select_traces(selector=dict(name="methods"))).on_click(select)
     return _app(controls, fig)

@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from snnlab import cli, data
+from snnlab import cli, data, energy
 from snnlab.convert import convert
 from snnlab.simulate import Probe, evaluate_snn
 from snnlab.train import prepare
@@ -65,6 +65,29 @@ def test_one_pass_rows_equal_a_separate_run_at_each_t(compare_run, tmp_path, mon
     row = next(r for r in result["rows"] if r["method"] == "max@0" and r["timesteps"] == 2)
     assert row["accuracy"] == pytest.approx(accuracy[-1].item())
     assert row["spikes_per_neuron"] == pytest.approx(spikes)
+
+
+def test_energy_option_picks_the_estimator_and_json_holds_all_three(compare_run, tmp_path, monkeypatch, capsys):
+    """--energy qnn: the table's E/E_ANN is the qnn estimate of the row's event rates (energy.qnn by hand)."""
+    _, result, out = compare_run
+    sizes = result["ann"]["sizes"]
+    for row in result["rows"]:  # default compute; every estimator recomputed from the stored rates
+        assert row["energy_vs_ann"] == pytest.approx(row["energies"]["compute"]["snn_uj"] /
+                                                     row["energies"]["compute"]["ann_uj"])
+        for name in energy.ESTIMATORS:
+            report = energy.estimate(name, sizes, row["event_rate"], row["timesteps"])
+            assert row["energies"][name]["snn_uj"] == pytest.approx(report.snn_pj / 1e6)
+    monkeypatch.setenv("SNNLAB_CACHE", str(out.parent / "cache"))
+    args = ARGS[:ARGS.index("--methods")] + ["--methods", "max@0", "--timesteps", "4", "--calibration", "200",
+                                             "--energy", "qnn", "--output", str(tmp_path)]
+    assert cli.main(args) == 0
+    qnn_run = json.loads((tmp_path / "compare.json").read_text())
+    row = qnn_run["rows"][0]
+    macs = {n: s["macs"] for n, s in sizes.items()}
+    report = energy.qnn(macs, row["event_rate"], 4)  # b = 3-bit activations
+    assert row["energy_vs_ann"] == pytest.approx(report.snn_pj / report.ann_pj)
+    assert qnn_run["command"].endswith("--energy qnn")
+    assert "estimator qnn" in capsys.readouterr().out
 
 
 def test_compare_html_is_self_contained(compare_run):

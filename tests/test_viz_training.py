@@ -8,6 +8,8 @@ from snnlab.neurons import neurons
 from snnlab.data import get_loaders
 from snnlab.train_snn import diet_init, score, train_snn
 
+from test_widgets import assert_energy_shown  # tests/ is on sys.path (pytest rootdir conftest)
+
 
 @pytest.fixture(scope="module")
 def nets():
@@ -33,7 +35,10 @@ def test_spike_trace_app_follows_its_controls(nets):
     recorded = viz.record_traces({"trained": trained}, test_loader.x[0], 4, 64)
     s = recorded["trained"]["traces"][layer.value]["s"][:2]  # [2, 64]
     network.value = "trained"
-    assert len(raster.x) > 0 and all(s[int(t) - 1, int(i)] == 1 for t, i in zip(raster.x, raster.y))
+    assert len(raster.x) > 0 and all(s[int(t) - 1, int(i)] == 1 for t, i in zip(raster.x, raster.customdata))
+    counts = [s[:, int(i)].sum().item() for i in raster.customdata]  # rows ordered by spike count
+    assert [c for _, c in sorted(zip(raster.y, counts))] == sorted(counts)
+    assert_energy_shown(fig, trained, test_loader.x[:1], 2)
     assert f"layer {layer.value}" in fig.layout.title.text and "2 steps" in fig.layout.title.text
     assert list(next(fig.select_traces(selector=dict(name="θ"))).y) == [pytest.approx(neurons(trained)[layer.value].threshold.item())] * 2
 

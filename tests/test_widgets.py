@@ -2,13 +2,13 @@
 import pytest
 import torch
 
-from snnlab import viz, widgets
+from snnlab import energy, viz, widgets
 from snnlab.activations import activation_factory
 from snnlab.analysis import expected_error, layer_errors
 from snnlab.convert import adjusted, fold_batchnorm, record_preactivations
 from snnlab.models import build_model
 from snnlab.neurons import neurons
-from snnlab.simulate import simulate
+from snnlab.simulate import Probe, simulate
 
 
 def controls(app) -> dict:
@@ -27,6 +27,19 @@ def accuracy_of(snn, images, labels, timesteps):
     return (100 * (simulate(snn, images, timesteps).argmax(-1) == labels).float().mean(1)).tolist()
 
 
+def assert_energy_shown(fig, snn, images, timesteps):
+    """The figure's energy at T equals `energy.energy_report` of a Probe'd T-step run of the same SNN and images."""
+    with Probe(snn) as probe:
+        simulate(snn, images, timesteps)
+    report = energy.energy_report(probe.macs, probe.event_rate(), timesteps)
+    assert list(trace(fig, "energy at T").x) == [timesteps]
+    assert trace(fig, "energy at T").y[0] == pytest.approx(report.snn_pj / report.ann_pj)
+    assert list(trace(fig, "SNN µJ at T").y) == pytest.approx([d["snn_pj"] / 1e6 for d in report.layers])
+    assert list(trace(fig, "ANN µJ").y) == pytest.approx([d["ann_pj"] / 1e6 for d in report.layers])
+    assert f"SNN {report.snn_pj / 1e6:.4g} µJ/image = {report.snn_pj / report.ann_pj:.3f} × ANN" in \
+        fig.layout.title.text
+
+
 def test_neuron_app_follows_t_threshold_and_v_init():
     knobs, fig = controls(widgets.neuron_app(timesteps=8))
     knobs["time steps T"].value = 13
@@ -40,6 +53,13 @@ def test_neuron_app_follows_t_threshold_and_v_init():
     knobs["V[0] / θ"].value = 0.25
     assert trace(fig, "V[t]").y[0] == pytest.approx(0.125)
     assert "T = 13" in fig.layout.title.text
+    knobs["V[0] / θ"].value = 0.0
+    knobs["input current X"].value = 0.4  # floor(13·0.4/0.5) = 10 spikes at θ = 0.5
+    spikes = int(trace(fig, "spike").x.size)
+    synapse = energy.energy_report({"input": 1, "synapse": 1}, {"input": 1.0, "synapse": float(spikes)}, 13).layers[1]
+    assert spikes == 10 and synapse["snn_pj"] == pytest.approx(10 * 0.9)
+    assert f"{spikes} spikes × 0.9 pJ = {synapse['snn_pj']:.2f} pJ vs one ANN MAC {synapse['ann_pj']:.2f} pJ" in \
+        fig.layout.title.text
 
 
 def test_neuron_app_leak_reset_and_encoding_change_the_rate():
@@ -85,6 +105,9 @@ def test_conversion_error_app_rescales_thresholds_and_redraws_parts(tiny):
     assert list(trace(fig, "clipping").y) == pytest.approx([e["clipping"]["mean"] for e in expected.values()])
     assert list(trace(fig, "at T").x) == [3]
     assert all(n.threshold.item() > 0 for n in neurons(snn).values()) and "× 0.50" in fig.layout.title.text
+    assert_energy_shown(fig, scaled, images, 3)
+    knobs["θ × scale"].value = 2.0  # higher θ: fewer spikes, less energy, from the same run as the accuracy
+    assert_energy_shown(fig, adjusted(snn, threshold_scale=2.0), images, 3)
 
 
 def test_potential_app_follows_v_init_and_t(tiny):
@@ -98,3 +121,6 @@ def test_potential_app_follows_v_init_and_t(tiny):
     assert list(trace(fig, "at T").x) == [4]
     assert trace(fig, "at T").y[0] == pytest.approx(trace(fig, "V[0] = v·θ").y[3])
     assert trace(fig, "this V[0]").y[0] == pytest.approx(-1 / 8)
+    assert_energy_shown(fig, zero, images, 4)
+    knobs["time steps T"].value = 1
+    assert_energy_shown(fig, zero, images, 1)

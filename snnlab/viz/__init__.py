@@ -12,9 +12,10 @@ functions to sliders. One module per notebook:
     potential.py      03  V[0]: expected vs measured error, first spikes, accuracy
     training.py       04–05  BPTT curves, learned θ and λ, spikes and energy per layer, IIR stages
     ttfs.py           06  the log code, accuracy vs window K, log weights, TTFS spike rasters
+    tradeoff.py       07  accuracy vs energy of every method, the Pareto front, energy per layer
     compare.py        `snnlab compare`'s HTML report
 """
-from .common import DASHES, LOG, PALETTE, PART_COLORS, TEMPLATE, TIME, as_widget
+from .common import DASHES, LOG, PALETTE, PART_COLORS, TEMPLATE, TIME, as_widget, energy_by_step, energy_note
 from .compare import compare_figure
 from .distributions import distribution_figure, preactivation_figure, training_figure, update_distribution
 from .errors import (accuracy_bar_figure, accuracy_figure, conversion_error_figure, error_parts_figure,
@@ -27,3 +28,4 @@ from .potential import (expected_error_figure, first_spike_figure, potential_fig
 from .training import (bptt_figure, energy_figure, record_traces, spike_rate_figure, spike_trace_figure,
                        stages_figure, threshold_leak_figure, update_spike_trace)
 from .ttfs import log_code_figure, raster_traces, ttfs_figure, update_ttfs, weight_figure, window_figure
+from .tradeoff import tradeoff_figure, update_tradeoff

@@ -3,8 +3,9 @@ import plotly.graph_objects as go
 
 from ..analysis import PARTS, layer_errors
 from ..convert import RECIPE_LABELS, adjusted
-from .common import (DASHES, LOG, PALETTE, PART_COLORS, _accuracy, _ann_line, _curve_trace, _figure,
-                     _log2_axis, _marker_trace, _np, _set, _value_at)
+from .common import (DASHES, LOG, PALETTE, PART_COLORS, _accuracy, _accuracy_energy, _ann_line, _curve_trace,
+                     _energy_panels, _figure, _log2_axis, _marker_trace, _np, _set, _set_energy_curve,
+                     _show_energy_at, _value_at)
 
 def _by_timesteps(results: dict) -> dict:
     """{(recipe, T): value} → {T: {recipe: value}}."""
@@ -132,16 +133,19 @@ def error_vs_timesteps_figure(errors_by_t: dict) -> go.Figure:
 def conversion_error_figure(snn, images, labels, timesteps: int = 4, threshold_scale: float = 1.0,
                             max_timesteps: int = 16) -> go.Figure:
     """The widget figure of notebook 02: error parts per layer at T, and accuracy vs t, for θ × scale."""
-    fig = _figure("", cols=2, height=460, subplot_titles=["mean error of each layer (◆ total)", "accuracy after t steps"])
+    fig = _figure("", rows=2, cols=2, height=820, vertical_spacing=0.16,
+                  subplot_titles=["mean error of each layer (◆ total)", "accuracy after t steps",
+                                  "energy after t steps, relative to the ANN", "energy of each layer at T"])
     fig.add_traces(_parts_traces({"": {p: {"mean": 0, "mse": 0} for p in (*PARTS, "total")}}, [""], "mean"), rows=1, cols=1)
     fig.add_trace(_curve_trace("θ × 1", "#888888", "dash"), row=1, col=2)
     fig.add_trace(_curve_trace("θ × scale", PALETTE[0]), row=1, col=2)
     fig.add_trace(_marker_trace("at T"), row=1, col=2)
     fig.update_layout(barmode="relative")
-    fig.update_xaxes(title="layer", col=1)
-    fig.update_yaxes(title="ReLU(z̄) − φ (a.u.)", col=1)
-    _log2_axis(fig, max_timesteps, col=2)
-    fig.update_yaxes(title="accuracy (%)", range=[0, 100], col=2)
+    _energy_panels(fig, row=2)
+    fig.update_xaxes(title="layer", row=1, col=1)
+    fig.update_yaxes(title="ReLU(z̄) − φ (a.u.)", row=1, col=1)
+    _log2_axis(fig, max_timesteps, row=1, col=2)
+    fig.update_yaxes(title="accuracy (%)", range=[0, 100], row=1, col=2)
     _set(fig, "θ × 1", x=list(range(1, max_timesteps + 1)), y=_np(_accuracy(snn, images, labels, max_timesteps)))
     update_conversion_accuracy(fig, snn, images, labels, threshold_scale, max_timesteps)
     update_conversion_parts(fig, snn, images, timesteps, threshold_scale)
@@ -150,13 +154,16 @@ def conversion_error_figure(snn, images, labels, timesteps: int = 4, threshold_s
 
 def update_conversion_accuracy(fig: go.Figure, snn, images, labels, threshold_scale: float = 1.0,
                                max_timesteps: int = 16) -> None:
-    """Redraw the accuracy after t = 1..T_max steps of the SNN with every θ × `threshold_scale`."""
-    curve = _accuracy(adjusted(snn, threshold_scale), images, labels, max_timesteps)
+    """Redraw the accuracy and the compute energy after t = 1..T_max steps of the SNN with every θ × `threshold_scale`,
+    from one simulation (a `Probe` counts the events while it runs)."""
+    curve, energies = _accuracy_energy(adjusted(snn, threshold_scale), images, labels, max_timesteps)
     _set(fig, "θ × scale", x=list(range(1, max_timesteps + 1)), y=_np(curve))
+    _set_energy_curve(fig, energies)
 
 
 def update_conversion_parts(fig: go.Figure, snn, images, timesteps: int = 4, threshold_scale: float = 1.0) -> None:
-    """Redraw each layer's error parts at T for θ × `threshold_scale`, and the marker at T on the accuracy."""
+    """Redraw each layer's error parts at T for θ × `threshold_scale`, the markers at T on the accuracy and the
+    energy, and the energy per layer at T (read from `update_conversion_accuracy`'s run)."""
     accuracy = _value_at(fig, "θ × scale", timesteps)
     errors = layer_errors(adjusted(snn, threshold_scale), images, timesteps)
     with fig.batch_update():
@@ -164,5 +171,6 @@ def update_conversion_parts(fig: go.Figure, snn, images, timesteps: int = 4, thr
             _set(fig, part, x=list(errors), y=values)
         _set(fig, "at T", x=[timesteps], y=[accuracy])
         total = sum(e["total"]["mean"] for e in errors.values()) / len(errors)
+        energy = _show_energy_at(fig, timesteps)
         fig.update_layout(title=f"Every θ × {threshold_scale:.2f}, T = {timesteps}: mean total error {total:+.3f} "
-                                f"(mean over layers), accuracy {accuracy:.1f} %")
+                                f"(mean over layers), accuracy {accuracy:.1f} %<br>{energy}")

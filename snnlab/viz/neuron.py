@@ -2,6 +2,7 @@
 import plotly.graph_objects as go
 import torch
 
+from ..energy import energy_report
 from ..neurons import Neuron
 from ..simulate import Probe, encode
 from .common import PALETTE, TIME, _figure, _np, _set
@@ -158,4 +159,17 @@ def update_neuron(fig: go.Figure, current: float = 0.3, threshold: float = 1.0, 
         _set(fig, "this neuron", x=[float(current)], y=[rate[0].item()])
         fig.update_xaxes(range=[-0.3, timesteps + 0.5], col=1)
         fig.update_layout(title=f"{'IF' if leak == 1 else 'LIF'} neuron, {reset} reset, {encoding} input: "
-                                f"X = {current:.2f}, θ = {threshold:.2f}, λ = {leak:.2f}, V[0] = {v_init:.2f}·θ, T = {timesteps}")
+                                f"X = {current:.2f}, θ = {threshold:.2f}, λ = {leak:.2f}, V[0] = {v_init:.2f}·θ, "
+                                f"T = {timesteps}<br>{synapse_energy_note(int(trace['s'][:, 0].sum()), timesteps)}")
+
+
+def synapse_energy_note(spikes: int, timesteps: int) -> str:
+    """The energy one outgoing synapse of this neuron costs the next layer: n spikes × E_AC against one MAC.
+
+    E_SNN = n·E_AC (an accumulate per spike), E_ANN = E_MAC (one multiply-accumulate of the ANN's activation),
+    `energy.energy_report` of a one-synapse layer whose input is this neuron (r = n events over T steps).
+    """
+    report = energy_report({"input": 1, "synapse": 1}, {"input": 1.0, "synapse": float(spikes)}, timesteps)
+    synapse = report.layers[1]
+    return (f"energy per outgoing synapse: {spikes} spikes × 0.9 pJ = {synapse['snn_pj']:.2f} pJ vs one ANN MAC "
+            f"{synapse['ann_pj']:.2f} pJ ({synapse['snn_pj'] / synapse['ann_pj']:.2f} ×)")

@@ -4,7 +4,8 @@ import torch
 
 from ..analysis import expected_error
 from ..convert import adjusted
-from .common import LOG, PALETTE, _accuracy, _curve_trace, _figure, _log2_axis, _marker_trace, _np, _set, _value_at
+from .common import (LOG, PALETTE, _accuracy, _accuracy_energy, _curve_trace, _energy_panels, _figure, _log2_axis,
+                     _marker_trace, _np, _set, _set_energy_curve, _show_energy_at, _value_at)
 
 def expected_error_figure(errors: dict, threshold: float = 1.0) -> go.Figure:
     """Measured error of φ_T − z (markers) vs the analytic `analysis.expected_error` (lines), against T.
@@ -56,8 +57,9 @@ def first_spike_figure(first: dict) -> go.Figure:
 
 def potential_figure(snn, images, labels, v_init: float = 0.5, timesteps: int = 4, max_timesteps: int = 16) -> go.Figure:
     """The widget figure of notebook 03: expected error against V[0], and accuracy vs t for V[0] = v_init·θ."""
-    fig = _figure("", cols=2, height=460, subplot_titles=["expected error on uniform input (θ = 1)",
-                                                        "accuracy after t steps"])
+    fig = _figure("", rows=2, cols=2, height=820, vertical_spacing=0.16,
+                  subplot_titles=["expected error on uniform input (θ = 1)", "accuracy after t steps",
+                                  "energy after t steps, relative to the ANN", "energy of each layer at T"])
     for name, color, dash in (("E[φ − z]", PALETTE[0], "solid"), ("√E[(φ − z)²]", PALETTE[1], "solid")):
         fig.add_trace(go.Scatter(name=name, mode="lines", line=dict(color=color, dash=dash),
                                  hovertemplate="V[0] = %{x:.2f}·θ<br>%{y:.3f}<extra>" + name + "</extra>"), row=1, col=1)
@@ -69,23 +71,27 @@ def potential_figure(snn, images, labels, v_init: float = 0.5, timesteps: int = 
              y=_np(_accuracy(adjusted(snn, v_init=reference), images, labels, max_timesteps)))
     fig.add_trace(_curve_trace("V[0] = v·θ", PALETTE[2]), row=1, col=2)
     fig.add_trace(_marker_trace("at T"), row=1, col=2)
-    fig.update_xaxes(title="V[0] as a fraction of θ", col=1)
-    fig.update_yaxes(title="error (units of θ)", col=1)
-    _log2_axis(fig, max_timesteps, col=2)
-    fig.update_yaxes(title="accuracy (%)", range=[0, 100], col=2)
+    _energy_panels(fig, row=2)
+    fig.update_xaxes(title="V[0] as a fraction of θ", row=1, col=1)
+    fig.update_yaxes(title="error (units of θ)", row=1, col=1)
+    _log2_axis(fig, max_timesteps, row=1, col=2)
+    fig.update_yaxes(title="accuracy (%)", range=[0, 100], row=1, col=2)
     update_potential_accuracy(fig, snn, images, labels, v_init, max_timesteps)
     update_potential_error(fig, v_init, timesteps)
     return fig
 
 
 def update_potential_accuracy(fig: go.Figure, snn, images, labels, v_init: float = 0.5, max_timesteps: int = 16) -> None:
-    """Redraw the accuracy after t = 1..T_max steps of the SNN with every V[0] = v_init·θ."""
-    curve = _accuracy(adjusted(snn, v_init=v_init), images, labels, max_timesteps)
+    """Redraw the accuracy and the compute energy after t = 1..T_max steps of the SNN with every V[0] = v_init·θ,
+    from one simulation (a `Probe` counts the events while it runs)."""
+    curve, energies = _accuracy_energy(adjusted(snn, v_init=v_init), images, labels, max_timesteps)
     _set(fig, "V[0] = v·θ", x=list(range(1, max_timesteps + 1)), y=_np(curve))
+    _set_energy_curve(fig, energies)
 
 
 def update_potential_error(fig: go.Figure, v_init: float = 0.5, timesteps: int = 4) -> None:
-    """Redraw `analysis.expected_error` against V[0] at T, the marker at v_init, and the marker at T."""
+    """Redraw `analysis.expected_error` against V[0] at T, the marker at v_init, the markers at T on the accuracy
+    and the energy, and the energy per layer at T (read from `update_potential_accuracy`'s run)."""
     accuracy = _value_at(fig, "V[0] = v·θ", timesteps)
     grid = torch.linspace(0, 1, 101)
     mean, mse = expected_error(timesteps, 1.0, grid)
@@ -95,5 +101,6 @@ def update_potential_error(fig: go.Figure, v_init: float = 0.5, timesteps: int =
         _set(fig, "√E[(φ − z)²]", x=_np(grid), y=_np(mse.sqrt()))
         _set(fig, "this V[0]", x=[v_init, v_init], y=[here[0], here[1] ** 0.5])
         _set(fig, "at T", x=[timesteps], y=[accuracy])
+        energy = _show_energy_at(fig, timesteps)
         fig.update_layout(title=f"V[0] = {v_init:.2f}·θ, T = {timesteps}: expected error {here[0]:+.3f}·θ, "
-                                f"RMS {here[1] ** 0.5:.3f}·θ; accuracy {accuracy:.1f} %")
+                                f"RMS {here[1] ** 0.5:.3f}·θ; accuracy {accuracy:.1f} %<br>{energy}")

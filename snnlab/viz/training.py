@@ -4,7 +4,8 @@ import torch
 
 from ..neurons import neurons
 from ..simulate import Probe, simulate
-from .common import PALETTE, TIME, _check_step, _figure, _np, _set
+from .common import (PALETTE, TIME, _check_step, _energy_panels, _figure, _np, _set, _set_energy_curve,
+                     _show_energy_at, energy_by_step)
 
 ANN_COLOR = "#888888"
 
@@ -122,40 +123,50 @@ def record_traces(networks: dict, image: torch.Tensor, timesteps: int, count: in
     Args:
         networks: {label: SNN}. image: one image [C, H, W]. timesteps: T to simulate.
 
-    Returns: {label: {"traces": {layer: {"h", "v", "s": [T, k]}}, "thresholds": {layer: θ}}}.
+    Returns: {label: {"traces": {layer: {"h", "v", "s": [T, k]}}, "thresholds": {layer: θ},
+        "energy": [the compute `EnergyReport` of this image after t = 1..T steps, from the same run]}}.
     """
     found = {}
     for label, snn in networks.items():
         with Probe(snn, trace=count) as probe:
             simulate(snn, image.unsqueeze(0), timesteps)
-        found[label] = {"traces": probe.traces,
+        found[label] = {"traces": probe.traces, "energy": energy_by_step(probe, timesteps),
                         "thresholds": {name: m.threshold.mean().item() for name, m in neurons(snn).items()}}
     return found
 
 
 def _shown(spikes: torch.Tensor, rows: int) -> torch.Tensor:
-    """Indices of up to `rows` neurons spread evenly over those that fire at least once."""
-    firing = torch.nonzero(spikes.sum(0) > 0).flatten()
+    """Indices of up to `rows` firing neurons, ordered by their spike count (fewest first) and picked at evenly
+    spaced ranks of that order, so a layer where most neurons fire at every step still shows its quiet ones."""
+    counts = spikes.sum(0)  # [k]
+    firing = torch.nonzero(counts > 0).flatten()
+    firing = firing[torch.argsort(counts[firing], stable=True)]  # by rate, fewest spikes first
     pick = torch.linspace(0, len(firing) - 1, min(rows, len(firing))).round().long() if len(firing) else firing
     return firing[pick]
 
 
 def spike_trace_figure(recorded: dict, **knobs) -> go.Figure:
     """The widget figure of notebooks 04–05: one layer's spike raster and three membrane traces."""
-    fig = _figure("", rows=2, cols=1, height=620, vertical_spacing=0.14,
-                  subplot_titles=["spike raster (neurons that fire, evenly sampled)",
-                                  "membrane potential H[t] of three of them"])
+    fig = _figure("", rows=3, cols=2, height=980, vertical_spacing=0.11, row_heights=[0.4, 0.3, 0.3],
+                  specs=[[{"colspan": 2}, None], [{"colspan": 2}, None], [{}, {}]],
+                  subplot_titles=["spike raster: firing neurons sampled by rank of spike count, quietest at the bottom",
+                                  "membrane potential H[t] of three of them",
+                                  "energy of this image after t steps, relative to the ANN",
+                                  "energy of each layer at T"])
     fig.add_trace(go.Scatter(name="spikes", mode="markers", marker=dict(symbol="line-ns-open", size=10,
                              color=PALETTE[0], line=dict(width=2)),
-                             hovertemplate="t = %{x}<br>neuron %{y}<extra>spike</extra>"), row=1, col=1)
+                             hovertemplate="t = %{x}<br>neuron %{customdata}<extra>spike</extra>"), row=1, col=1)
     for j in range(3):
         fig.add_trace(go.Scatter(name=f"H[t], neuron {j + 1}", mode="lines+markers", line=dict(color=PALETTE[j + 1]),
                                  hovertemplate="t = %{x}<br>H[t] = %{y:.3f}<extra>%{text}</extra>"), row=2, col=1)
     fig.add_trace(go.Scatter(name="θ", mode="lines", line=dict(color=ANN_COLOR, dash="dash"),
                              hovertemplate="threshold θ = %{y:.3f}<extra></extra>"), row=2, col=1)
-    fig.update_xaxes(title=TIME, dtick=1)
-    fig.update_yaxes(title="traced neuron (index)", row=1, col=1)
+    _energy_panels(fig, row=3)
+    fig.update_xaxes(dtick=1, row=1, col=1)  # the membrane panel below names the shared time axis
+    fig.update_xaxes(title=TIME, dtick=1, row=2, col=1)
+    fig.update_yaxes(title="neuron (rank by spikes)", row=1, col=1)
     fig.update_yaxes(title="potential (a.u.)", row=2, col=1)
+    fig.update_layout(margin=dict(t=120))
     update_spike_trace(fig, recorded, **knobs)
     return fig
 
@@ -177,11 +188,15 @@ def update_spike_trace(fig: go.Figure, recorded: dict, network: str = None, laye
     step, row = torch.nonzero(s[:, shown] > 0, as_tuple=True)
     t = _np(torch.arange(1, steps + 1))
     firing = int((s.sum(0) > 0).sum())
+    _set_energy_curve(fig, recorded[network]["energy"])  # outside batch_update: _show_energy_at reads it back
+    energy = _show_energy_at(fig, steps)
     with fig.batch_update():
-        _set(fig, "spikes", x=_np(step + 1), y=_np(shown[row]))
+        _set(fig, "spikes", x=_np(step + 1), y=_np(row), customdata=_np(shown[row]))
         for j, column in enumerate(members):
             _set(fig, f"H[t], neuron {j + 1}", x=t, y=_np(h[:, column]), text=[f"neuron {column}"] * steps)
         _set(fig, "θ", x=[0.5, steps + 0.5], y=[threshold, threshold])
-        fig.update_xaxes(range=[0.5, steps + 0.5])
+        fig.update_xaxes(range=[0.5, steps + 0.5], row=1)
+        fig.update_xaxes(range=[0.5, steps + 0.5], row=2)
         fig.update_layout(title=f"{network}, layer {layer}: {firing} of {s.shape[1]} traced neurons fire in {steps} "
-                                f"steps; {s.sum().item() / s.shape[1]:.2f} spikes per neuron (θ = {threshold:.3f})")
+                                f"steps<br>{s.sum().item() / s.shape[1]:.2f} spikes per neuron (θ = {threshold:.3f}); "
+                                f"{energy}")
