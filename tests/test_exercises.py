@@ -143,7 +143,7 @@ def best_and_worst(scores: dict):
 
 def test_percentile_knob(digits, context):
     kwargs = context["01.2"]
-    scores = {p: accuracy(convert(digits["ann"], digits["calibration"], v_init=0.5, timesteps=1,
+    scores = {p: accuracy(convert(digits["ann"], digits["calibration"], v_init=0.5, timesteps=1, max_samples=50_000,
                                   threshold=lambda r, t, v, p=p: percentile_threshold(r, t, v, p=p)), digits, 1)
               for p in [50.0, 70.0, 80.0, 90.0, 95.0, 99.0, 99.9, 100.0]}
     best, worst = best_and_worst(scores)
