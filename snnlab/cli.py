@@ -4,8 +4,8 @@
 
 For each method (a threshold recipe of `convert.RECIPES` and V[0]/θ) and each T it reports the SNN's
 test accuracy, the spikes per neuron (all spikes over the first T steps ÷ all spiking neurons, per
-image) and the energy E_SNN/E_ANN (energy.py; `--energy compute|memory|qnn`, default compute), as one table on the terminal, `compare.json`
-and a self-contained plotly report `compare.html`. The method `ttfs` converts to a time-to-first-spike
+image) and the energy E_SNN/E_ANN (energy.py; `--energy compute|memory|qnn`, default compute), as one
+table on the terminal, `compare.json` and a self-contained plotly report `compare.html`. The method `ttfs` converts to a time-to-first-spike
 network instead (ttfs.py; window K = --levels, s_l = the CAT bound with --activation cat, else the 99.9th
 percentile): its row has T = K steps per layer, at most one spike per neuron, and compare.json adds its
 shift-add energy.
@@ -43,7 +43,7 @@ from .energy import ESTIMATORS, FIRST_LAYER, estimate, layer_sizes
 from .files import write_atomic
 from .models import MODELS
 from .parallel import resolve_device
-from .simulate import Probe, evaluate_snn, keep_freed_memory
+from .simulate import keep_freed_memory
 from .tradeoff import measure
 from .train import evaluate, prepare, seed_everything
 from .ttfs import convert_ttfs, measure_ttfs, ttfs_layers
@@ -299,8 +299,8 @@ def run_compare(config: CompareConfig) -> dict:
     sizes = layer_sizes(ann, images[:1])  # F_l, W_l, N_in, N_out per layer, per image
     ann_uj = estimate(config.energy, sizes, dict.fromkeys(sizes, 0.0), 1, config.first_layer).ann_pj / 1e6
     ann_entry = {"accuracy": evaluate(ann, test_loader), "energy_uj": ann_uj, "sizes": sizes,
-                 "macs": sum(s["macs"] for s in sizes.values()), "epochs": info["config"]["epochs"], "checkpoint": info["checkpoint"],
-                 "cached": info["cached"], "train_s": info["train_seconds"]}
+                 "macs": sum(s["macs"] for s in sizes.values()), "epochs": info["config"]["epochs"],
+                 "checkpoint": info["checkpoint"], "cached": info["cached"], "train_s": info["train_seconds"]}
     timings, rows = {"prepare_s": time.perf_counter() - start, "methods": {}}, []
     for method in tqdm(config.methods, desc="methods", unit="method"):
         method_rows, timings["methods"][method.label] = (

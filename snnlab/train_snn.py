@@ -30,8 +30,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .convert import convert
-from .files import cache_dir
 from .energy import energy_report
+from .files import cache_dir
 from .neurons import (SURROGATES, Neuron, SharedDropout, TimeBatched, check_timesteps,
                       learn_threshold_and_leak, neurons, reset)
 from .parallel import distribute, is_main, model_device, reduce_sums
@@ -356,10 +356,9 @@ def _to_binary(module: nn.Module) -> None:
 def score(snn: nn.Module, loader, timesteps: int, max_batches: int | None = None) -> dict:
     """Accuracy, spikes per neuron and compute energy of an SNN run for T steps on `loader`.
 
-    Returns: {"timesteps": T, "accuracy": % after T steps, "curve": % after each t ≤ T,
-    "spike_rate": {layer: spikes per neuron over all T}, "energy": `energy.EnergyReport`
-    (per layer and total, beside the ANN of the same architecture), "sizes": `Probe.sizes()`, "event_rate":
-    {layer: r_{l−1}} (for the other estimators of energy.py)}. Notebooks 04–05 and 07.
+    Returns: {"timesteps": T, "accuracy": % after T, "curve": % after each t ≤ T, "spike_rate": {layer: spikes
+    per neuron}, "energy": `energy.EnergyReport` (beside the ANN), "sizes": `Probe.sizes()`, "event_rate":
+    {layer: r_{l−1}} (for energy.py's other estimators)}. Notebooks 04–05 and 07.
     """
     with Probe(snn) as probe:
         curve = evaluate_snn(snn, loader, timesteps, max_batches=max_batches, progress=False)  # [T]
