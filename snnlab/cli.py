@@ -5,10 +5,10 @@
 For each method (a threshold recipe of `convert.RECIPES` and V[0]/θ) and each T it reports the SNN's
 test accuracy, the spikes per neuron (all spikes over the first T steps ÷ all spiking neurons, per
 image) and the energy E_SNN/E_ANN (energy.py; `--energy compute|memory|qnn`, default compute), as one
-table on the terminal, `compare.json` and a self-contained plotly report `compare.html`. The method `ttfs` converts to a time-to-first-spike
-network instead (ttfs.py; window K = --levels, s_l = the CAT bound with --activation cat, else the 99.9th
-percentile): its row has T = K steps per layer, at most one spike per neuron, and compare.json adds its
-shift-add energy.
+table on the terminal, `compare.json` and a self-contained plotly report `compare.html`. The method
+`ttfs` converts to a time-to-first-spike network instead (ttfs.py; window K = --levels, s_l = the CAT bound
+with --activation cat, else the 99.9th percentile): its row has T = K steps per layer, at most one spike per
+neuron, and compare.json adds its shift-add energy.
 
     snnlab compare --activation cat --levels 8 --methods ttfs,bound@0.5 --timesteps 8,16
 

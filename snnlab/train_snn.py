@@ -14,7 +14,6 @@ detached spike, as in the official code. Three recipes, all starting from a conv
   at T = 1 the SNN is a binary-activation network (`binary_network`).
 - Datta & Beerel: `convert(clip_ann, images, threshold="datta", timesteps=2)`, then BPTT at T = 2 with
   the boxcar surrogate and trainable θ (`make_trainable(snn, surrogate="boxcar", leak=False)`).
-
 Reference: methods digest §0, §1, §3, §4. Taught in notebooks 04 (DIET-SNN) and 05 (IIR-SNN, Datta).
 """
 import copy
