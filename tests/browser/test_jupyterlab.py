@@ -16,20 +16,8 @@ import sys
 import urllib.request
 
 import pytest
-from browser_kit import (
-    NOTEBOOKS,
-    RUN_TIMEOUT_MS,
-    SCREENSHOTS,
-    TIMEOUT_MS,
-    TOKEN,
-    find_app,
-    free_port,
-    move,
-    serve,
-    server_env,
-    snapshot,
-    wait_for_change,
-)
+from browser_kit import (NOTEBOOKS, RUN_TIMEOUT_MS, SCREENSHOTS, TIMEOUT_MS, TOKEN, find_app, free_port, move, serve,
+                          server_env, snapshot, wait_for_change)
 from widget_cases import CASES, knobs
 
 pytestmark = pytest.mark.browser

@@ -11,21 +11,8 @@ import shutil
 import sys
 
 import pytest
-from browser_kit import (
-    NOTEBOOKS,
-    RUN_TIMEOUT_MS,
-    SCREENSHOTS,
-    TIMEOUT_MS,
-    TOKEN,
-    find_app,
-    free_port,
-    move,
-    serve,
-    server_env,
-    skip_or_fail,
-    snapshot,
-    wait_for_change,
-)
+from browser_kit import (NOTEBOOKS, RUN_TIMEOUT_MS, SCREENSHOTS, TIMEOUT_MS, TOKEN, find_app, free_port, move, serve,
+                          server_env, skip_or_fail, snapshot, wait_for_change)
 from widget_cases import VOILA_CASES, knobs
 
 pytestmark = pytest.mark.browser
