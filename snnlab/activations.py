@@ -39,16 +39,35 @@ class ClipReLU(nn.Module):
         return f"bound={self.bound.item():.3g}"
 
 
-class _FloorSTE(torch.autograd.Function):
-    """floor(x) forward, identity backward (straight-through estimator)."""
+class _StraightThrough(torch.autograd.Function):
+    """f(x, *args) forward, identity backward."""
 
     @staticmethod
-    def forward(ctx, x):
-        return torch.floor(x)
+    def forward(ctx, x, f, args):
+        return f(x, *args)
 
     @staticmethod
     def backward(ctx, grad):
-        return grad
+        return grad, None, None
+
+
+def straight_through(f: Callable, x: torch.Tensor, *args) -> torch.Tensor:
+    """f(x, *args) in the forward pass, ∂/∂x = 1 in the backward pass: the straight-through estimator.
+
+    The forward value is exactly f's (no x + (f(x) − x) rounding), which CAT's bit-exact TTFS conversion needs.
+    Used by QCFS (floor), CAT (log2 rounding) and `ttfs.LogWeight` (log-quantized weights).
+    """
+    return _StraightThrough.apply(x, f, args)
+
+
+def _set_levels_and_bound(module: nn.Module, what: str, levels: int, bound: float) -> None:
+    """Check and set `module.levels` (an integer ≥ 1) and the trainable bound (> 0) of QCFS and CAT."""
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+        raise ValueError(f"{what} must be an integer ≥ 1, got {levels!r}")
+    if not bound > 0:
+        raise ValueError(f"{what.split(':')[0]}: bound must be > 0, got {bound}")
+    module.levels = levels
+    module.bound = nn.Parameter(torch.tensor(float(bound)))
 
 
 class QCFS(nn.Module):
@@ -73,16 +92,11 @@ class QCFS(nn.Module):
 
     def __init__(self, levels: int = 4, bound: float = 8.0):
         super().__init__()
-        if not isinstance(levels, int) or levels < 1:
-            raise ValueError(f"QCFS: levels must be an integer ≥ 1, got {levels!r}")
-        if not bound > 0:
-            raise ValueError(f"QCFS: bound must be > 0, got {bound}")
-        self.levels = levels
-        self.bound = nn.Parameter(torch.tensor(float(bound)))
+        _set_levels_and_bound(self, "QCFS: levels", levels, bound)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = torch.clamp(z / self.bound, 0, 1)  # the order of the official code: scale, clip,
-        x = _FloorSTE.apply(x * self.levels + 0.5) / self.levels  # floor with shift, rescale
+        x = straight_through(torch.floor, x * self.levels + 0.5) / self.levels  # floor with shift, rescale
         return x * self.bound
 
     def extra_repr(self) -> str:
@@ -104,18 +118,6 @@ def log_round(x: torch.Tensor, levels: int) -> torch.Tensor:
     """x ∈ [0, 1] rounded in the log2 domain to {0} ∪ {2^(−k): k = 0 … levels−1}: 2^(−k) if k < levels, else 0."""
     k = log_step(x)
     return torch.exp2(-k).masked_fill_(k >= levels, 0)
-
-
-class _LogRoundSTE(torch.autograd.Function):
-    """log_round(x) forward, identity backward (straight-through estimator)."""
-
-    @staticmethod
-    def forward(ctx, x, levels):
-        return log_round(x, levels)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad, None
 
 
 class CAT(nn.Module):
@@ -141,16 +143,11 @@ class CAT(nn.Module):
 
     def __init__(self, levels: int = 8, bound: float = 4.0):
         super().__init__()
-        if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
-            raise ValueError(f"CAT: levels (the window K) must be an integer ≥ 1, got {levels!r}")
-        if not bound > 0:
-            raise ValueError(f"CAT: bound must be > 0, got {bound}")
-        self.levels = levels
-        self.bound = nn.Parameter(torch.tensor(float(bound)))
+        _set_levels_and_bound(self, "CAT: levels (the window K)", levels, bound)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         x = torch.clamp(z / self.bound, 0, 1)
-        return _LogRoundSTE.apply(x, self.levels) * self.bound
+        return straight_through(log_round, x, self.levels) * self.bound
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}, bound={self.bound.item():.3g}"

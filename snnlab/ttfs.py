@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .activations import CAT, log_step
+from .activations import CAT, log_step, straight_through
 from .convert import (
     SPIKING_SITES,
     _check_threshold,
@@ -199,16 +199,6 @@ def log_quantize(w: torch.Tensor, bits: int = 5) -> torch.Tensor:
     return torch.sign(w) * scale * torch.exp2(-m)
 
 
-class _LogQuantizeSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, w, bits):
-        return log_quantize(w, bits)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad, None
-
-
 class LogWeight(nn.Module):
     """A parametrization: the layer's weight is used log-quantized (`log_quantize`), gradient straight through."""
 
@@ -218,7 +208,7 @@ class LogWeight(nn.Module):
         self.bits = bits
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
-        return _LogQuantizeSTE.apply(w, self.bits)
+        return straight_through(log_quantize, w, self.bits)
 
 
 def log_weights(ann: nn.Module, bits: int = 5, train_loader=None, **train_kwargs) -> nn.Module:
