@@ -1,32 +1,21 @@
 """The notebooks' exercises, checked: `check("02.1", answer, **context)` recomputes the truth with the library.
 
-Every notebook ends with 2–3 exercises of three kinds:
+Every notebook ends with 2–3 exercises of three kinds (notebook.number):
 
-    predict, then check   a number you work out by hand (a spike count, a step), compared with a simulation
-    write the formula     a Python function, evaluated on a grid of inputs against the library's own
-    find the knob         a setting (θ scale, percentile, V[0]), scored on the notebook's own SNN and images
+    predict, then check   a number worked out by hand (a spike count, a step)  00.1 00.3 03.3 05.2 06.1 07.2
+    write the formula     a Python function, checked on a grid of inputs        00.2 01.1 02.2 03.1 04.1 05.1 06.2 07.1
+    find the knob         a setting (θ scale, p, V[0], window K), scored        01.2 02.1 03.2 04.2 06.3
 
-Nothing here stores an answer: each checker recomputes it (`neurons.clip_floor`, `analysis.expected_error`,
-`energy.energy_report`, `simulate.simulate`, …) from the context the notebook passes. A wrong answer gets
-a hint graded by how close it is — a general one first, a more specific one for a near miss — and never the
-answer itself; `answer = None` reports "not answered yet" (so an unanswered notebook still runs green).
-The worked solutions sit in a collapsed <details> block under each exercise in the notebook.
-
-The exercises (notebook.number: what is asked · the context the notebook passes):
-
-    00.1 spikes of an IF neuron, V[0] = θ/2 · current, threshold, timesteps    00.2 the clip-floor rate (function)
-    00.3 spikes with a hard reset · current, threshold, timesteps             01.1 the percentile θ (function) · records
-    01.2 the percentile p best at T = 1 · model, calibration, images, labels  02.1 the θ scale best at T = 2 · snn, …
-    02.2 the quantization part (function)                                     03.1 E[e], E[e²] for any V[0] (function)
-    03.2 the V[0] best at T = 4 · snn, images, labels                         03.3 the last layer's first spike · snn, …
-    04.1 the SNN's energy sum (function) · report                             04.2 the DIET scale best at T = 5 · ann, …
-    05.1 a neuron at T = 1 (function)                                         05.2 T = 1 SNN vs binary network · snn, images
-
-To add an exercise: write `_name(exercise, answer, *, context…) -> Result` (the helpers `_count`,
-`_formula` and `_knob` grade the three kinds) and add it to `CHECKERS`.
-Reference: issue 15; notebooks 00–05 (section "Exercises").
+Nothing here stores an answer: each checker recomputes it with the library (`neurons.clip_floor`, `ttfs.encode`,
+`energy.qnn`, `simulate.simulate`, …) from the context (keyword arguments) the notebook passes. A wrong answer
+gets a hint graded by how close it is, never the answer itself; `answer = None` reports "not answered yet" (so
+an unanswered notebook runs green). The worked solutions sit in a collapsed <details> block under each exercise.
+To add one: write `_name(exercise, answer, *, context…) -> Result` (`_predicted`, `_formula` and `_knob` grade
+the three kinds) and add it to `CHECKERS`.
+Reference: issue 15; notebooks 00–07 (section "Exercises").
 """
 import inspect
+import itertools
 import math
 import numbers
 from dataclasses import dataclass
@@ -36,10 +25,12 @@ import torch
 
 from .analysis import decompose, expected_error, first_spike_step
 from .convert import adjusted, convert, percentile_threshold
-from .energy import E_AC_PJ, E_MAC_PJ, energy_report
+from .energy import E_AC_PJ, E_MAC_PJ, energy_report, int_mac_pj, qnn
 from .neurons import Neuron, clip_floor, encode
 from .simulate import Probe, simulate
 from .train_snn import binary_network, diet_init
+from .ttfs import NO_SPIKE, convert_ttfs, decode
+from .ttfs import encode as ttfs_encode
 
 
 @dataclass
@@ -54,18 +45,14 @@ class Result:
         mark = {True: "✅ right", False: "❌ not yet", None: "… not answered yet"}[self.correct]
         return f"Exercise {self.exercise}: {mark}. {self.message}"
 
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_markdown_(self) -> str:
-        return str(self)
+    __repr__ = _repr_markdown_ = __str__
 
 
 def check(exercise_id: str, answer, **context) -> Result:
     """Check `answer` to exercise `exercise_id` ("00.1", …) against the library; context = the notebook's objects.
 
-    Returns: a `Result` (prints as one line, also in Jupyter). `answer=None` gives correct=None.
-    Raises: ValueError for an unknown exercise or missing/unknown context (a notebook bug, not a wrong answer).
+    Returns a `Result` (one line, also in Jupyter; `answer=None`: correct=None). Raises ValueError for an unknown
+    exercise or missing/unknown context (a notebook bug, not a wrong answer).
     """
     if exercise_id not in CHECKERS:
         raise ValueError(f"unknown exercise {exercise_id!r}; the exercises are {sorted(CHECKERS)}")
@@ -107,23 +94,21 @@ def _graded(exercise: str, grade) -> Result:
         return Result(exercise, False, f"Wrong kind of answer: {err}.")
 
 
-def _count(exercise, answer, truth: int, what: str, general: str, near: str) -> Result:
-    """A predicted whole number: right if equal; one off gets the specific hint `near`, further off `general`."""
+def _predicted(exercise, answer, truth, what: str, general: str, near: str, integer=True, low=0) -> Result:
+    """A predicted number ≥ low: right if equal (floats: within 0.1 %); one off (floats: 20 %) gets hint `near`."""
     def grade():
-        n = _number(answer, what, integer=True, low=0)
-        if n == truth:
-            return True, f"{n} it is, as the simulation gives."
-        side = "too many" if n > truth else "too few"
-        return False, f"{n} is {side}. " + (near if abs(n - truth) == 1 else general)
+        n = _number(answer, what, integer=integer, low=low)
+        if abs(n - truth) <= (0 if integer else 1e-3 * abs(truth)):
+            return True, f"{n:g} it is, as the library gives."
+        side = ("too many" if n > truth else "too few") if integer else ("too high" if n > truth else "too low")
+        close = abs(n - truth) <= (1 if integer else 0.2 * abs(truth))
+        return False, f"{n:g} is {side}. " + (near if close else general)
     return _graded(exercise, grade)
 
 
 def _formula(exercise, answer, cases: list, truth, diagnose, general: str, signature: str) -> Result:
-    """A function answer: call it on every case's arguments and compare with `truth(*args)`.
-
-    `diagnose(args, got, expected)` names a recognised near miss (the specific hint) or returns None
-    (then the general hint). The hints show the learner's own value, never the expected one.
-    """
+    """A function answer, called on every case's arguments and compared with `truth(*args)`. `diagnose(args, got,
+    expected)` names a recognised near miss (the specific hint) or returns None (the general hint)."""
     def grade():
         if not callable(answer):
             raise _BadAnswer(f"the answer must be a function {signature}, got {type(answer).__name__}")
@@ -141,13 +126,18 @@ def _formula(exercise, answer, cases: list, truth, diagnose, general: str, signa
     return _graded(exercise, grade)
 
 
+def _matches(got, candidates) -> str | None:
+    """The hint of the first (wrong value, hint) pair that `got` equals — a recognised near miss — else None."""
+    return next((hint for value, hint in candidates
+                 if torch.allclose(got, torch.as_tensor(value, dtype=got.dtype), rtol=1e-4, atol=1e-6)), None)
+
+
 def _knob(exercise, answer, name: str, grid: list, accuracy, low: float, high: float, why: str,
           tolerance: float = 3.0) -> Result:
     """A setting: right if its accuracy is within `tolerance` points of the best on `grid` (and of itself)."""
     def grade():
         value = _number(answer, name, low=low, high=high)
-        scores = {g: accuracy(g) for g in grid}
-        mine = accuracy(value)
+        scores, mine = {g: accuracy(g) for g in grid}, accuracy(value)
         best_at = max(scores, key=scores.get)
         best = max(scores[best_at], mine)
         if mine >= best - tolerance:
@@ -160,9 +150,13 @@ def _knob(exercise, answer, name: str, grid: list, accuracy, low: float, high: f
     return _graded(exercise, grade)
 
 
-def _accuracy(snn, images, labels, timesteps: int) -> float:
-    """Accuracy (%) of `snn` after T steps on `images`."""
-    return 100 * (simulate(snn, images, timesteps)[-1].argmax(-1) == labels).float().mean().item()
+@torch.no_grad()
+def _accuracy(net, images, labels, timesteps: int | None = None) -> float:
+    """Accuracy (%) of an SNN after T steps on `images`, or of a plain network (ANN, TTFS) if T is None."""
+    if timesteps is not None:
+        return 100 * (simulate(net, images, timesteps)[-1].argmax(-1) == labels).float().mean().item()
+    hits = sum((net.eval()(x).argmax(-1) == y).sum().item() for x, y in zip(images.split(500), labels.split(500)))
+    return 100 * hits / len(labels)
 
 
 def _spike_count(current, threshold, timesteps, v_init=0.0, reset="soft") -> int:
@@ -171,21 +165,15 @@ def _spike_count(current, threshold, timesteps, v_init=0.0, reset="soft") -> int
     return int((neuron(encode(torch.tensor([[float(current)]]), timesteps)) > 0).sum())
 
 
-def _currents(threshold: float) -> torch.Tensor:
-    """Inputs z from −0.5θ to 2θ, off the staircase's step edges (where float rounding could decide)."""
-    return torch.linspace(-0.5, 2.0, 241, dtype=torch.float64) * threshold + 0.00123 * threshold
-
-
-_NEURON_CASES = [(_currents(th), th, t, v) for th in (1.0, 0.5) for t in (1, 4, 8) for v in (0.0, 0.5)]
+_CURRENTS = torch.linspace(-0.5, 2.0, 241, dtype=torch.float64) + 0.00123  # z/θ, off the staircase's step edges
+_NEURON_CASES = [(_CURRENTS * th, th, t, v) for th in (1.0, 0.5) for t in (1, 4, 8) for v in (0.0, 0.5)]
 
 
 # ---------------------------------------------------------------- 00 · spiking neurons
 def _spikes_half(exercise, answer, *, current, threshold, timesteps):
-    truth = _spike_count(current, threshold, timesteps, v_init=0.5)
-    return _count(exercise, answer, truth, "spikes in T steps",
-                  "Write H[t] = V[t−1] + X for t = 1, 2, … starting from V[0] = θ/2, and count the steps where "
-                  "H[t] ≥ θ (after each spike V keeps H − θ).",
-                  "Nearly: V[0] = θ/2 is a head start of half a threshold, and Θ(0) = 1: H[t] = θ exactly fires.")
+    return _predicted(exercise, answer, _spike_count(current, threshold, timesteps, v_init=0.5), "spikes in T steps",
+                      "Write H[t] = V[t−1] + X from V[0] = θ/2; count the steps with H[t] ≥ θ (a spike keeps H − θ).",
+                      "Nearly: V[0] = θ/2 is a head start of half a threshold, and Θ(0) = 1: H[t] = θ exactly fires.")
 
 
 def _rate_formula(exercise, answer):
@@ -209,44 +197,38 @@ def _rate_formula(exercise, answer):
 
 
 def _spikes_hard(exercise, answer, *, current, threshold, timesteps):
-    truth = _spike_count(current, threshold, timesteps, reset="hard")
-    return _count(exercise, answer, truth, "spikes in T steps",
-                  "Step through H[t] = V[t−1] + X from V[0] = 0; after a spike the hard reset sets V[t] = 0.",
-                  "Nearly: after each spike the excess H − θ is thrown away, so count the steps to θ afresh.")
+    return _predicted(exercise, answer, _spike_count(current, threshold, timesteps, reset="hard"), "spikes in T steps",
+                      "Step through H[t] = V[t−1] + X from V[0] = 0; after a spike the hard reset sets V[t] = 0.",
+                      "Nearly: after each spike the excess H − θ is thrown away, so count the steps to θ afresh.")
 
 
 # ---------------------------------------------------------------- 01 · pre-activation distributions
 def _percentile_formula(exercise, answer, *, records):
-    cases = [(record.samples, p) for record in records.values() for p in (99.0, 99.9)]
-
-    def truth(z, p):
-        record = next(r for r in records.values() if r.samples is z)
-        return percentile_threshold(record, 1, p=p)["threshold"]
+    by_samples = {id(r.samples): r for r in records.values()}  # the truth needs the record behind each z
+    cases = [(r.samples, p) for r in records.values() for p in (99.0, 99.9)]
 
     def diagnose(args, got, expected):
         z, p = args
         if torch.isclose(got, torch.quantile(z.double(), p / 100), rtol=1e-3):
             return "you ranked every z; the rule ranks only the values ReLU passes on (z > 0)."
         return None
-    return _formula(exercise, answer, cases, truth, diagnose,
-                    "θ is a value of the layer's own pre-activations: which values does the rule rank, and "
+    return _formula(exercise, answer, cases, lambda z, p: percentile_threshold(by_samples[id(z)], 1, p=p)["threshold"],
+                    diagnose, "θ is a value of the layer's own pre-activations: which values does the rule rank, and "
                     "what share p of them must lie at or below θ? (`torch.quantile` ranks a tensor.)",
                     "threshold(z, p) with z a 1-d tensor of pre-activations and p in (0, 100]")
 
 
 def _percentile_knob(exercise, answer, *, model, calibration, images, labels, timesteps=1, max_samples=50_000):
     def accuracy(p):
-        recipe = partial(percentile_threshold, p=p)
-        return _accuracy(convert(model, calibration, threshold=recipe, timesteps=timesteps, v_init=0.5,
-                                 max_samples=max_samples), images, labels, timesteps)
+        return _accuracy(convert(model, calibration, threshold=partial(percentile_threshold, p=p), timesteps=timesteps,
+                                 v_init=0.5, max_samples=max_samples), images, labels, timesteps)
     return _knob(exercise, answer, "p", [50.0, 70.0, 80.0, 90.0, 95.0, 99.0, 99.9, 100.0], accuracy, 1e-6, 100.0,
                  f"At T = {timesteps} a neuron sends 0 or θ: trade the clipping of large z against silencing small z.")
 
 
 # ---------------------------------------------------------------- 02 · conversion error
 def _scale_knob(exercise, answer, *, snn, images, labels, timesteps=2):
-    grid = [round(0.1 * i, 2) for i in range(1, 16)]
-    return _knob(exercise, answer, "threshold_scale", grid,
+    return _knob(exercise, answer, "threshold_scale", [round(0.1 * i, 2) for i in range(1, 16)],
                  lambda s: _accuracy(adjusted(snn, threshold_scale=s), images, labels, timesteps), 0.01, 10.0,
                  f"At T = {timesteps} a neuron can send only {timesteps + 1} levels: does a high θ silence more "
                  "neurons than a low θ clips?")
@@ -254,18 +236,14 @@ def _scale_knob(exercise, answer, *, snn, images, labels, timesteps=2):
 
 def _quantization_formula(exercise, answer):
     def truth(z, threshold, timesteps, v_init):
-        neuron = Neuron(threshold=threshold, v_init=v_init)
-        rate = torch.zeros_like(z)  # the unevenness part is then φ_T − 0; only quantization is compared
-        return decompose(z, rate, neuron, timesteps)["quantization"]
+        # with a rate of 0 the unevenness part is φ_T − 0; only quantization is compared
+        return decompose(z, torch.zeros_like(z), Neuron(threshold=threshold, v_init=v_init), timesteps)["quantization"]
 
     def diagnose(args, got, expected):
         z, threshold = args[0], args[1]
-        if torch.allclose(got, -expected, atol=1e-6):
-            return "the sign is flipped: the parts count what the SNN loses, ANN − SNN."
-        wrong = ~torch.isclose(got, expected, rtol=1e-4, atol=1e-6)
-        if not wrong[z < threshold].any():
+        if not (~torch.isclose(got, expected, rtol=1e-4, atol=1e-6))[z < threshold].any():
             return "right below θ; above θ the loss belongs to clipping, not to quantization."
-        return None
+        return _matches(got, [(-expected, "the sign is flipped: the parts count what the SNN loses, ANN − SNN.")])
     return _formula(exercise, answer, _NEURON_CASES, truth, diagnose,
                     "Quantization is what the staircase loses against the clipped ANN activation: write the "
                     "clipped activation, then subtract the staircase (`clip_floor`).",
@@ -278,9 +256,7 @@ def _expected_error_formula(exercise, answer):
 
     def diagnose(args, got, expected):
         if not torch.isclose(got[0], expected[0], atol=1e-9):
-            if torch.isclose(got[0], -expected[0], atol=1e-9):
-                return "the mean has the wrong sign: e = φ_T − z, SNN minus ANN (V[0] = 0 rounds down)."
-            return None
+            return _matches(got[0], [(-expected[0], "the mean has the wrong sign: e = φ_T − z, SNN minus ANN.")])
         return "the mean is right; the mean square of e uniform on [a, b) is (b³ − a³)/(3·(b − a))."
     return _formula(exercise, answer, cases, expected_error, diagnose,
                     "For z uniform within one step, e = φ_T(z) − z is uniform on an interval one step θ/T wide: "
@@ -289,8 +265,7 @@ def _expected_error_formula(exercise, answer):
 
 
 def _v_init_knob(exercise, answer, *, snn, images, labels, timesteps=4):
-    grid = [i / 20 for i in range(21)]
-    return _knob(exercise, answer, "v_init", grid,
+    return _knob(exercise, answer, "v_init", [i / 20 for i in range(21)],
                  lambda v: _accuracy(adjusted(snn, v_init=v), images, labels, timesteps), 0.0, 1.0,
                  "V[0] shifts the whole staircase: which start makes the floor round to the nearest level?")
 
@@ -301,29 +276,24 @@ def _first_spike(exercise, answer, *, snn, images, timesteps):
     last, step = list(first_spike_step(probe.spikes).items())[-1]
     if step is None:
         return Result(exercise, None, f"layer '{last}' never fires within T = {timesteps}: raise T to check.")
-    return _count(exercise, answer, step, f"the first step at which layer '{last}' fires",
-                  "Each layer must gather θ before its first spike, and it only hears from the layer before it "
-                  "once that one has fired.",
-                  "Nearly: count how many layers stand before this one, each waiting for its input.")
+    return _predicted(exercise, answer, step, f"the first step at which layer '{last}' fires",
+                      "Each layer must gather θ before its first spike and hears nothing until the layer before fires.",
+                      "Nearly: count how many layers stand before this one, each waiting for its input.")
 
 
 # ---------------------------------------------------------------- 04 · DIET-SNN
 def _energy_formula(exercise, answer, *, report):
-    macs = {d["name"]: d["macs"] for d in report.layers}
-    rates = {d["name"]: d["rate"] for d in report.layers}
+    macs, rates = ({d["name"]: d[key] for d in report.layers} for key in ("macs", "rate"))
     toy = ({"conv": 1000, "hidden": 400, "out": 50}, {"conv": 1.0, "hidden": 2.5, "out": 0.4})
     cases = [(macs, rates, 5), (macs, rates, 1), (*toy, 3)]
 
     def diagnose(args, got, expected):
         macs, rates, timesteps = args
-        first = next(iter(macs.values()))
-        if torch.isclose(got, torch.tensor(sum(macs.values()) * E_MAC_PJ, dtype=got.dtype)):
-            return "that is the ANN's energy: spikes reach the layers after the first, costing accumulates."
-        if torch.isclose(got, torch.tensor(sum(f * rates[n] * E_AC_PJ for n, f in macs.items()), dtype=got.dtype)):
-            return "the first layer receives the analog image, not spikes: it multiplies."
-        if torch.isclose(got, expected + (timesteps - 1) * first * E_MAC_PJ):
-            return "the first layer's input (the image) is the same at every step: it is computed once."
-        return None
+        return _matches(got, [
+            (sum(macs.values()) * E_MAC_PJ, "that is the ANN's energy: the later layers receive spikes (E_AC)."),
+            (sum(f * rates[n] * E_AC_PJ for n, f in macs.items()), "the first layer gets the image: it multiplies."),
+            (expected + (timesteps - 1) * next(iter(macs.values())) * E_MAC_PJ,
+             "the first layer's input (the image) is the same at every step: it is computed once.")])
     return _formula(exercise, answer, cases, lambda m, r, t: energy_report(m, r, t).snn_pj, diagnose,
                     "Charge each layer by what reaches it: the analog image needs multiply-accumulates (E_MAC_PJ), "
                     "a spike one accumulate (E_AC_PJ) per MAC it would have needed, r_{l−1} of them per input.",
@@ -339,39 +309,91 @@ def _diet_scale_knob(exercise, answer, *, ann, calibration, images, labels, time
 
 # ---------------------------------------------------------------- 05 · one time step
 def _one_step_formula(exercise, answer):
-    def truth(z, threshold):
-        return Neuron(threshold=threshold, spike_value=1.0)(z.float().view(1, 1, -1))[0, 0]  # T = 1, V[0] = 0
-
     def diagnose(args, got, expected):
         z, threshold = args
         wrong = ~torch.isclose(got, expected)
         if wrong.any() and (z[wrong] == threshold).all():
             return "right except at z = θ exactly: Θ(0) = 1, a potential that reaches θ fires."
-        if torch.allclose(got, expected * threshold):
-            return "the shape is right, but DIET/IIR-SNN's spikes carry 1 (θ is folded into the next weights)."
-        return None
+        return _matches(got, [(expected * threshold, "the shape is right, but DIET/IIR-SNN's spikes carry 1, not θ.")])
     cases = [(torch.cat([torch.linspace(-1.0, 3.0, 401), torch.tensor([th])]), th) for th in (1.0, 0.5, 2.0)]
-    return _formula(exercise, answer, cases, truth, diagnose,
+    return _formula(exercise, answer, cases,  # the truth: one step of a unit-spike neuron, V[0] = 0
+                    lambda z, th: Neuron(threshold=th, spike_value=1.0)(z.float().view(1, 1, -1))[0, 0], diagnose,
                     "With one step and V[0] = 0, H[1] is just X[1]: when does the neuron fire, and what does it send?",
                     "output(z, threshold) with z a tensor")
 
 
+@torch.no_grad()
 def _binary_disagree(exercise, answer, *, snn, images):
-    with torch.no_grad():
-        spiking = simulate(snn, images, 1)[-1].argmax(-1)
-        binary = binary_network(snn)(images).argmax(-1)
-    truth = int((spiking != binary).sum())
-    return _count(exercise, answer, truth, f"images (of {len(images)}) where the two answers differ",
-                  "Write H[1] for one step with V[0] = 0 and compare the neuron's output with the binary "
-                  "activation a = A·Θ(z − θ): where could they differ?",
-                  "Nearly: one step leaves no time for the order of inputs to matter.")
+    differ = simulate(snn, images, 1)[-1].argmax(-1) != binary_network(snn)(images).argmax(-1)
+    return _predicted(exercise, answer, int(differ.sum()), f"images (of {len(images)}) that differ",
+                      "Write H[1] for one step with V[0] = 0 and compare it with the binary activation A·Θ(z − θ).",
+                      "Nearly: one step leaves no time for the order of inputs to matter.")
+
+
+# ---------------------------------------------------------------- 06 · time to first spike
+def _ttfs_step(exercise, answer, *, value, bound, window):
+    step = int(ttfs_encode(torch.tensor(float(value)), bound, window))
+    return _predicted(exercise, answer, step, f"the step k of the spike, 0 … K−1, or {NO_SPIKE} for none",
+                      "The threshold starts at θ[0] = s·2^(−½) and halves every step: find the first θ[k] a reaches.",
+                      "Nearly: θ[k] is half a power of two below s·2^(−k): a rounds to the nearest one.", low=NO_SPIKE)
+
+
+def _ttfs_value_formula(exercise, answer):
+    grid = torch.cat([torch.linspace(-0.25, 1.5, 176), torch.exp2(-torch.linspace(0.01, 12, 240))])
+    cases = [(grid * s, s, k) for s in (1.0, 2.5) for k in (1, 3, 8)]
+
+    def diagnose(args, got, expected):
+        a, s, k = args
+        wrong = ~torch.isclose(got, expected, rtol=1e-4, atol=1e-6)
+        for where, hint in ((a > s, "a > s: it fires at k = 0 at the latest, so a spike carries at most s"),
+                            (a <= 0, "a ≤ 0: the potential never reaches a threshold, so nothing is sent"),
+                            ((a > 0) & (a < s * 2 ** (0.5 - k)), "small a: below θ[K−1] = s·2^(−K+½) it is silent")):
+            if wrong[where].any() and not wrong[~where].any():
+                return f"wrong only for {hint} (s = {s}, K = {k})."
+        return None  # the general hint
+    return _formula(exercise, answer, cases, lambda a, s, k: decode(ttfs_encode(a, s, k), s, k), diagnose,
+                    "Find the step k at which the neuron fires (the first threshold s·2^(−k−½) that a reaches), then "
+                    "send the value that step carries; a neuron that does not fire within K steps sends 0.",
+                    "value(a, bound, window) with a a tensor")
+
+
+def _window_knob(exercise, answer, *, ann, images, labels):
+    target = _accuracy(ann, images, labels) - 1  # a CAT ANN's own K is exact, so some K ≤ its levels reaches it
+    truth = next(k for k in itertools.count(1) if _accuracy(convert_ttfs(ann, window=k), images, labels) >= target)
+    return _predicted(exercise, answer, truth, "the smallest window K",
+                      "Read section 2's CAT curve against the ANN; try the K it skips (`convert_ttfs(ann, window=k)`).",
+                      "Nearly: check the window next to yours; the curve of section 2 skips some K.")
+
+
+# ---------------------------------------------------------------- 07 · trade-off
+def _qnn_formula(exercise, answer):
+    cases = [(m, t) for m in ({"conv": 1000, "hidden": 400, "out": 50}, {"a": 300, "b": 7}) for t in (1, 2, 4, 7, 16)]
+
+    def diagnose(args, got, expected):
+        macs, t = args
+        first, rest = next(iter(macs.values())), sum(macs.values()) - next(iter(macs.values()))
+        return _matches(got, [(sum(macs.values()) * E_MAC_PJ, "that is the float ANN: integer MACs cost E_MAC(b)."),
+                              ((first + rest) * int_mac_pj(math.ceil(math.log2(t + 1))),
+                               "the first layer multiplies the 8-bit image, at b = 8."),
+                              (first * int_mac_pj(8) + rest * int_mac_pj(math.ceil(math.log2(t))),
+                               f"at T = {t} b must count 0 … T spikes, T + 1 values.")])
+    return _formula(exercise, answer, cases, lambda m, t: qnn(m, dict.fromkeys(m, 0.0), t).ann_pj, diagnose,
+                    "Charge each MAC E_MAC(b) = 0.2 pJ·(8·b)/64 + 0.1 pJ: which b holds the 0 … T spikes of a T-step "
+                    "neuron, and which b does the first layer, fed the 8-bit image, use?",
+                    "e_qnn(macs, timesteps) -> pJ per sample")
+
+
+def _break_even_rate(exercise, answer, *, timesteps):
+    layer = qnn({"first": 1, "layer": 1}, {"first": 1.0, "layer": 1.0}, timesteps).layers[1]  # one MAC at r = 1
+    return _predicted(exercise, answer, layer["ann_pj"] / layer["snn_pj"], "events per input r, over all T",
+                      "Write a layer's cost per MAC on both sides, E_MAC(b) and r·E_ADD (0.1 pJ per event): equate.",
+                      "Nearly: check b = ⌈log2(T+1)⌉ at this T and E_MAC(b) = 0.2 pJ·8b/64 + 0.1 pJ.", integer=False)
 
 
 CHECKERS = {
-    "00.1": _spikes_half, "00.2": _rate_formula, "00.3": _spikes_hard,
-    "01.1": _percentile_formula, "01.2": _percentile_knob,
-    "02.1": _scale_knob, "02.2": _quantization_formula,
-    "03.1": _expected_error_formula, "03.2": _v_init_knob, "03.3": _first_spike,
-    "04.1": _energy_formula, "04.2": _diet_scale_knob,
-    "05.1": _one_step_formula, "05.2": _binary_disagree,
+    "00.1": _spikes_half, "00.2": _rate_formula, "00.3": _spikes_hard, "01.1": _percentile_formula,
+    "01.2": _percentile_knob, "02.1": _scale_knob, "02.2": _quantization_formula, "03.1": _expected_error_formula,
+    "03.2": _v_init_knob, "03.3": _first_spike, "04.1": _energy_formula, "04.2": _diet_scale_knob,
+    "05.1": _one_step_formula, "05.2": _binary_disagree, "06.1": _ttfs_step, "06.2": _ttfs_value_formula,
+    "06.3": _window_knob, "07.1": _qnn_formula, "07.2": _break_even_rate,
 }

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import nn
 
 from snnlab import exercises
+from snnlab.activations import CAT
 from snnlab.convert import (
     adjusted,
     convert,
@@ -50,6 +52,14 @@ def spikes_by_hand(current, threshold, timesteps, v, hard=False):
     return count
 
 
+def cat_net(window=8):
+    """A random CAT MLP (no BN), eval mode, with 400 inputs labelled by its own answers (its accuracy: 100 %)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 32), CAT(window, 1.5), nn.Linear(32, 24), CAT(window, 0.8), nn.Linear(24, 5)).eval()
+    x = torch.randn(400, 6)
+    return net, x, net(x).argmax(1)
+
+
 def contexts(digits):
     """The context each exercise's notebook cell passes, built from the digits network."""
     ann, calibration = digits["ann"], digits["calibration"]
@@ -68,6 +78,8 @@ def contexts(digits):
         "04.1": {"report": score(one_step, [(digits["images"], digits["labels"])], 5)["energy"]},
         "04.2": dict(ann=ann, calibration=calibration, timesteps=5, **data),
         "05.1": {}, "05.2": {"snn": one_step, "images": digits["images"]},
+        "06.1": {"value": 0.3, "bound": 1.0, "window": 8}, "06.2": {},
+        "06.3": dict(zip(("ann", "images", "labels"), cat_net())), "07.1": {}, "07.2": {"timesteps": 8},
     }
 
 
@@ -279,8 +291,83 @@ def solution_code(exercise_id: str) -> str:
 
 
 @pytest.mark.parametrize("exercise_id, name", [("00.2", "rate"), ("01.1", "threshold"), ("02.2", "quantization"),
-                                               ("03.1", "expected"), ("04.1", "e_snn"), ("05.1", "output")])
+                                               ("03.1", "expected"), ("04.1", "e_snn"), ("05.1", "output"),
+                                               ("06.2", "value"), ("07.1", "e_qnn")])
 def test_the_notebooks_worked_solutions_are_right(context, exercise_id, name):
-    namespace = {"torch": torch, "E_MAC_PJ": E_MAC_PJ, "E_AC_PJ": E_AC_PJ}
+    namespace = {"torch": torch, "math": math, "E_MAC_PJ": E_MAC_PJ, "E_AC_PJ": E_AC_PJ}
     exec(solution_code(exercise_id), namespace)  # noqa: S102 (the notebook's own solution text)
     assert exercises.check(exercise_id, namespace[name], **context[exercise_id]).correct is True
+
+
+@pytest.mark.parametrize("value, bound, window", [(0.3, 1.0, 8), (1.7, 2.0, 4), (0.04, 1.0, 4), (5.0, 2.0, 3)])
+def test_ttfs_spike_step(value, bound, window):
+    kwargs = {"value": value, "bound": bound, "window": window}
+    thresholds = [bound * 2 ** (-k - 0.5) for k in range(window)]  # θ[k] halves every step from s·2^(−½)
+    truth = next((k for k, theta in enumerate(thresholds) if value >= theta), -1)
+    assert exercises.check("06.1", truth, **kwargs).correct is True
+    near = exercises.check("06.1", truth + 1, **kwargs)
+    assert near.correct is False and "Nearly" in near.message
+    assert "halves every step" in exercises.check("06.1", truth + 3, **kwargs).message
+    assert "must lie in" in exercises.check("06.1", -2, **kwargs).message
+
+
+def ttfs_value(a, bound, window, offset=0.5):
+    """The value one TTFS spike carries for potential a, by hand: s·2^(−k) at the first k with a ≥ s·2^(−k−½)."""
+    out = torch.zeros_like(a)
+    for k in reversed(range(window)):  # the earliest step that fires wins
+        out = torch.where(a >= bound * 2 ** (-k - offset), bound * 2.0**-k, out)
+    return out
+
+
+def test_ttfs_value_formula():
+    assert exercises.check("06.2", ttfs_value).correct is True
+    no_clip = exercises.check("06.2", lambda a, s, k: torch.where(a > s, a, ttfs_value(a, s, k)))
+    assert no_clip.correct is False and "carries at most s" in no_clip.message
+    lowest = exercises.check("06.2", lambda a, s, k: torch.where(a > 0, ttfs_value(a.clamp(min=s * 2.0 ** (1 - k)), s, k), 0))
+    assert lowest.correct is False and "it is silent" in lowest.message
+    floor = exercises.check("06.2", lambda a, s, k: ttfs_value(a, s, k, offset=0.0))  # rounds down, not to the nearest
+    assert floor.correct is False and "Find the step k" in floor.message
+
+
+def test_window_knob(context):
+    kwargs = context["06.3"]
+    net, x, y = kwargs["ann"], kwargs["images"], kwargs["labels"]
+
+    def accuracy(window):  # the CAT ANN with its levels set to K is its TTFS network at window K
+        copy = nn.Sequential(*[CAT(window, m.bound.item()) if isinstance(m, CAT) else m for m in net])
+        return 100 * (copy(x).argmax(1) == y).float().mean().item()
+
+    truth = next(k for k in range(1, 9) if accuracy(k) >= 99.0)
+    assert 1 < truth <= 8
+    assert exercises.check("06.3", truth, **kwargs).correct is True
+    assert "Nearly" in exercises.check("06.3", truth - 1, **kwargs).message
+    assert "too many" in exercises.check("06.3", truth + 3, **kwargs).message
+
+
+def qnn_by_hand(macs, timesteps):
+    bits = math.ceil(math.log2(timesteps + 1))
+    energies = [f * (0.2 * (8 if i == 0 else bits) * 8 / 64 + 0.1) for i, f in enumerate(macs.values())]
+    return sum(energies)
+
+
+def test_qnn_formula():
+    assert exercises.check("07.1", qnn_by_hand).correct is True
+    float_ann = exercises.check("07.1", lambda m, t: sum(m.values()) * E_MAC_PJ)
+    assert float_ann.correct is False and "float ANN" in float_ann.message
+    all_b = exercises.check("07.1", lambda m, t: sum(m.values()) * (0.2 * math.ceil(math.log2(t + 1)) / 8 + 0.1))
+    assert "8-bit image" in all_b.message
+    log_t = exercises.check("07.1", lambda m, t: qnn_by_hand(m, max(t - 1, 0)) if t > 1 else qnn_by_hand(m, 0))
+    assert "T + 1 values" in log_t.message
+    assert "Charge each MAC" in exercises.check("07.1", lambda m, t: 1.0).message
+
+
+@pytest.mark.parametrize("timesteps", [1, 4, 8, 16])
+def test_break_even_rate(timesteps):
+    bits = math.ceil(math.log2(timesteps + 1))
+    truth = (0.2 * bits * 8 / 64 + 0.1) / 0.1  # E_MAC(b) = r·E_ADD32: 1 + b/4
+    assert truth == pytest.approx(1 + bits / 4)
+    assert exercises.check("07.2", truth, timesteps=timesteps).correct is True
+    near = exercises.check("07.2", truth * 1.1, timesteps=timesteps)
+    assert near.correct is False and "too high" in near.message and "Nearly" in near.message
+    far = exercises.check("07.2", 10 * truth, timesteps=timesteps)
+    assert "equate" in far.message and "Nearly" not in far.message
