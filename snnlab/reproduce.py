@@ -14,16 +14,16 @@ run folder, so a run that is stopped, or loses a process, continues where it was
 
 Reference: methods digest §1–§5 and §9 (the papers' numbers); README "Paper scale".
 """
-import importlib.util
 import json
-import sys
 import re
+import sys
 import time
 from functools import partial
 from pathlib import Path
 
 import torch
 
+from . import ttfs
 from .activations import activation_factory
 from .convert import RECIPES, convert, percentile_threshold
 from .data import DATASETS, TensorLoader, data_source, dataset_info, get_loaders
@@ -189,13 +189,11 @@ def _snn_stage(config: dict, ann, images, train, test, run_dir, dry_run: bool, p
 
 def _ttfs_stage(snn_config: dict, ann, images, train, test, dry_run: bool, progress: bool) -> list:
     """Lew et al.: log-quantize the weights (fine-tuned), convert to TTFS, measure (needs snnlab.ttfs)."""
-    from . import ttfs  # noqa: PLC0415 (an optional module: `check_runnable` tells when it is missing)
-
     quantized = ttfs.log_weights(ann, bits=snn_config.get("weight_bits", 5), train_loader=train,
                                  epochs=1 if dry_run else snn_config.get("finetune_epochs", 1),
                                  lr=snn_config.get("finetune_lr", 0.01), progress=progress)
     snn = ttfs.convert_ttfs(quantized, images, window=snn_config.get("window"))
-    return [{"timesteps": "TTFS", "accuracy": ttfs.measure_ttfs(snn, test).accuracy}]
+    return [{"timesteps": snn.window, "accuracy": ttfs.measure_ttfs(snn, test).accuracy}]  # T = K steps per layer
 
 
 def _rebatch(loader: ShardedLoader, batch_size, dry_run: bool, seed: int) -> ShardedLoader:
@@ -209,14 +207,6 @@ def _rebatch(loader: ShardedLoader, batch_size, dry_run: bool, seed: int) -> Sha
 
 def _path(run_dir, name: str, suffix: str = ""):
     return None if run_dir is None else str(run_dir / f"snn-{name}") + suffix
-
-
-def check_runnable(config: dict) -> None:
-    """Raise a ValueError when a config needs a module this install lacks (TTFS needs snnlab.ttfs)."""
-    needed = config["snn"].get("requires")
-    if needed and importlib.util.find_spec(needed) is None:
-        raise ValueError(f"config {config['name']!r} needs {needed}, which is not installed in this snnlab "
-                         "(the TTFS method of Lew et al.): skipped")
 
 
 # ---------------------------------------------------------------- the run
@@ -235,7 +225,6 @@ def run(config: dict, *, device=None, output=None, dry_run: bool = False, progre
     Returns: {"name", "paper_accuracy", "ann_accuracy", "snn" (rows per T), "ann_epoch_seconds",
     "world_size", "device", "data", "seconds"}.
     """
-    check_runnable(config)
     start, device = time.perf_counter(), resolve_device("cpu" if dry_run else device)
     joined = init_from_env(device)
     try:
@@ -347,14 +336,6 @@ def main(args) -> int:
     except ValueError as err:
         args.command_parser.error(str(err))
     for config in configs:
-        try:
-            check_runnable(config)
-        except ValueError as err:  # a config for a method this install lacks: refused alone, skipped in 'all'
-            if len(configs) == 1:
-                print(f"snnlab: error: {err}", file=sys.stderr)
-                return 2
-            print(err)
-            continue
         try:
             result = run(config, device=device, output=args.output, dry_run=dry_run,
                          progress=not args.no_progress, train_size=args.train_size)
