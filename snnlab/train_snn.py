@@ -101,10 +101,9 @@ def make_trainable(snn: nn.Module, *, surrogate: str = "triangle", leak: bool = 
     """
     if surrogate not in SURROGATES:
         raise ValueError(f"surrogate must be one of {sorted(SURROGATES)}, got {surrogate!r}")
-    layers = neurons(snn).values()
-    if not layers:
+    if not neurons(snn):
         raise ValueError("the network has no Neuron layer: convert the ANN first (convert.convert)")
-    for m in layers:
+    for m in neurons(snn).values():
         m.surrogate = surrogate
     return learn_threshold_and_leak(snn, threshold=True, leak=leak)
 
@@ -212,7 +211,7 @@ def train_snn(snn: nn.Module, train_loader, *, timesteps: int, epochs: int, lr: 
         cache: a name, e.g. "diet": keep the run in `cache_dir()/checkpoints/snn-<name>-<hash>.pt`, the
             hash covering the start network, the training data and these arguments (`cache_path`).
         checkpoint: an explicit file path instead (None, and no `cache`: no checkpoint).
-        test_loader: if given, the test accuracy at T is measured after every epoch.
+        test_loader: if given, the test accuracy at T is measured after every epoch (the cache key counts its images).
         progress: show tqdm bars over epochs and batches.
 
     Returns: history, one entry per epoch: "loss", "train_acc", "test_acc" (%, empty without
@@ -227,7 +226,8 @@ def train_snn(snn: nn.Module, train_loader, *, timesteps: int, epochs: int, lr: 
     if schedule not in ("cosine", "step"):
         raise ValueError(f"schedule must be 'cosine' or 'step', got {schedule!r}")
     config = {"timesteps": timesteps, "epochs": epochs, "lr": lr, "neuron_lr": neuron_lr, "weight_decay": weight_decay,
-              "batches": len(train_loader), **({} if schedule == "cosine" else {"schedule": schedule})}
+              "batches": len(train_loader), **({} if schedule == "cosine" else {"schedule": schedule}),
+              **({} if test_loader is None else {"test_images": len(getattr(test_loader, "y", test_loader))})}
     if cache is not None:
         checkpoint = cache_path(cache, snn, train_loader, config)
     optimizer = _adam(snn, lr, neuron_lr, weight_decay)
