@@ -213,7 +213,7 @@ def convert(model: nn.Module, images: torch.Tensor, *, threshold="percentile", t
         `analysis.layer_errors` measures against).
     Reference: methods digest §1, §2, §6; notebooks 01–03.
     """
-    recipe = _resolve_recipe(threshold)
+    recipe = resolve_recipe(threshold)
     check_timesteps(timesteps)
     if v_init != "optimal":
         _check_v_init(v_init, " or 'optimal'")
@@ -226,7 +226,7 @@ def convert(model: nn.Module, images: torch.Tensor, *, threshold="percentile", t
     for name, record in records.items():
         fixed = 0.5 if v_init == "optimal" else v_init
         setting = {"v_init": fixed, **recipe(record, timesteps, fixed)}
-        _check_threshold(record, setting["threshold"])
+        check_threshold(record, setting["threshold"])
         if v_init == "optimal":
             setting["v_init"] = optimal_v_init(record, timesteps, setting)
         settings[name] = setting
@@ -261,7 +261,7 @@ def relu_to_qcfs(model: nn.Module, images: torch.Tensor, *, levels: int = 1, max
         if not isinstance(record.activation, nn.ReLU):
             raise TypeError(f"layer '{name}' is a {type(record.activation).__name__}, not nn.ReLU: pass a ReLU ANN")
         bound = mse_threshold(record, levels, 0.5)["threshold"]
-        _check_threshold(record, bound)
+        check_threshold(record, bound)
         parent, _, child = name.rpartition(".")
         setattr(qcfs.get_submodule(parent) if parent else qcfs, child, QCFS(levels=levels, bound=bound))
     return qcfs
@@ -320,7 +320,7 @@ def _check_v_init(v_init, alternative: str) -> None:
         raise ValueError(f"v_init must be a number in [0, 1] (V[0] as a fraction of θ){alternative}, got {v_init!r}")
 
 
-def _check_threshold(record: LayerRecord, threshold) -> None:
+def check_threshold(record: LayerRecord, threshold) -> None:
     """Raise a ValueError naming the layer unless the recipe's θ is finite and > 0 (a scalar or a tensor)."""
     value = torch.as_tensor(math.nan if threshold is None else threshold)
     if torch.all(torch.isfinite(value) & (value > 0)):
@@ -331,7 +331,8 @@ def _check_threshold(record: LayerRecord, threshold) -> None:
     raise ValueError(f"layer '{record.name}': the threshold recipe gave θ = {threshold}; {why}")
 
 
-def _resolve_recipe(threshold):
+def resolve_recipe(threshold):
+    """The recipe function of `threshold`: a name in `RECIPES` or a function (record, T, v_init) → θ."""
     if callable(threshold):
         return threshold
     if threshold not in RECIPES:
@@ -359,7 +360,8 @@ def _replace(module: nn.Module, settings: dict, maxpool: str, prefix: str = "") 
         elif len(list(child.children())) > 0:
             new = _replace(child, settings, maxpool, prefix=f"{path}.")
         else:
+            supported = ", ".join(c.__name__ for c in SPIKING_SITES + STATELESS)
             raise ValueError(f"layer '{path}' ({type(child).__name__}) cannot be converted; supported: "
-                             f"{', '.join(c.__name__ for c in SPIKING_SITES + STATELESS)}, MaxPool2d, Dropout, BatchNorm, Identity")
+                             f"{supported}, MaxPool2d, Dropout, BatchNorm, Identity")
         setattr(module, name, new)
     return module

@@ -22,13 +22,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from .activations import CAT, log_step, straight_through
-from .convert import (
-    SPIKING_SITES,
-    _check_threshold,
-    _resolve_recipe,
-    fold_batchnorm,
-    record_preactivations,
-)
+from .convert import SPIKING_SITES, check_threshold, fold_batchnorm, record_preactivations, resolve_recipe
 from .energy import EnergyReport, count_macs, energy_report
 from .train import train_ann
 
@@ -139,7 +133,7 @@ def _bounds(folded, sites: dict, images, threshold, window: int, max_samples: in
                              "prepare(activation='cat', levels=K), or pass threshold='percentile' and calibration "
                              "images for a ReLU ANN")
         return {name: m.bound.item() for name, m in sites.items()}
-    recipe = _resolve_recipe(threshold)
+    recipe = resolve_recipe(threshold)
     if images is None:
         raise ValueError(f"threshold={threshold!r} sets s_l from calibration images: pass images [N, C, H, W] "
                          "(e.g. 1,000 training images), or threshold='bound' for a CAT network")
@@ -147,7 +141,7 @@ def _bounds(folded, sites: dict, images, threshold, window: int, max_samples: in
     bounds = {}
     for name, record in records.items():
         bounds[name] = recipe(record, window, 0.0)["threshold"]
-        _check_threshold(record, bounds[name])
+        check_threshold(record, bounds[name])
     return bounds
 
 
