@@ -97,8 +97,8 @@ def energy_by_step(probe: Probe, timesteps: int, estimator: str = "compute") -> 
 def _accuracy_energy(snn, images: torch.Tensor, labels: torch.Tensor, timesteps: int) -> tuple:
     """Accuracy (%) after each step t = 1..T on one batch, and the compute energy at each t, from ONE simulation."""
     with Probe(snn) as probe:
-        out = simulate(snn, images, timesteps)  # [T, B, classes]
-    return 100 * (out.argmax(-1) == labels).float().mean(1), energy_by_step(probe, timesteps)  # [T], [T reports]
+        curve = _accuracy(snn, images, labels, timesteps)  # [T]
+    return curve, energy_by_step(probe, timesteps)  # [T], [T reports]
 
 
 def energy_note(report: EnergyReport) -> str:
@@ -115,7 +115,8 @@ def _energy_panels(fig: go.Figure, row: int) -> None:
     """Two panels on `row`: E_SNN/E_ANN after t steps (with the point at T), and µJ per layer at T."""
     fig.add_trace(go.Scatter(name=ENERGY, mode="lines+markers", line=dict(color=PALETTE[4]),
                              hovertemplate="t = %{x}<br>E_SNN / E_ANN = %{y:.3f}<extra></extra>"), row=row, col=1)
-    fig.add_trace(go.Scatter(name=ENERGY_AT, mode="markers", marker=dict(size=14, color="#000000", symbol="circle-open"),
+    fig.add_trace(go.Scatter(name=ENERGY_AT, mode="markers",
+                             marker=dict(size=14, color="#000000", symbol="circle-open"),
                              hovertemplate="T = %{x}<br>E_SNN / E_ANN = %{y:.3f}<extra></extra>"), row=row, col=1)
     _energy_bars(fig, ANN_BARS, SNN_BARS, row=row, col=2)
     fig.update_xaxes(title=TIME, row=row, col=1)
