@@ -1,7 +1,7 @@
 """The README's energy table: E_SNN/E_ANN of two SNNs under the three estimators of snnlab/energy.py.
 
     python bench/energy_table.py                     # notebook 05's CI budget (256 SNN training images, 1 epoch)
-    python bench/energy_table.py --snn-train-size 2000 --epochs 2 --eval-size 1000   # notebook 05's full knobs
+    python bench/energy_table.py --snn-train-size 2000 --epochs 2 --eval-size 1000   # notebook 05's normal knobs
 
 The two networks, both from the 8-epoch ANN of notebooks 01–05 (`train.prepare`, cached):
   1. the best rate-coded SNN at T = 4: every conversion recipe × V[0] of notebook 07 (max, percentile, p99 ×
@@ -33,7 +33,8 @@ RECIPES, V_INITS = ("max", "percentile", "p99"), (0.0, 0.5)  # notebook 07's
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--snn-train-size", type=int, default=256, help="notebook 05's SNN_TRAIN_SIZE (CI: 256)")
-    parser.add_argument("--epochs", type=int, default=1, help="notebook 05's EPOCHS per stage (CI: 1)")
+    parser.add_argument("--epochs", type=int, default=1, help="notebook 05's EPOCHS at T = 5 (CI: 1)")
+    parser.add_argument("--stage-epochs", type=int, default=1, help="notebook 05's STAGE_EPOCHS, of each stage")
     parser.add_argument("--eval-size", type=int, default=300, help="test images scored (notebook 05 CI: 300)")
     parser.add_argument("--output", default=str(RESULTS / "energy_table.json"))
     return parser.parse_args(argv)
@@ -60,7 +61,7 @@ def iir_t1(ann, calibration, args) -> object:
     rates = dict(lr=1e-4, neuron_lr=1e-2, progress=False)
     diet = diet_init(ann, calibration, scale=0.5)
     train_snn(diet, train_loader, timesteps=5, epochs=args.epochs, cache="diet", **rates)
-    stages = iir_schedule(diet, train_loader, timesteps=[4, 3, 2, 1], epochs=args.epochs, cache="iir", **rates)
+    stages = iir_schedule(diet, train_loader, timesteps=[4, 3, 2, 1], epochs=args.stage_epochs, cache="iir", **rates)
     return stages[1][0]
 
 

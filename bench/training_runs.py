@@ -2,13 +2,15 @@
 
     python bench/training_runs.py                    # CIFAR-10 10k/2k (SNNLAB_DATA), get_ann's default ANNs
     python bench/training_runs.py --dataset digits   # a quick check of the script itself (about a minute)
+    python bench/training_runs.py --init iir --skip-datta --output bench/results/training_runs_iir.json
 
 Steps (every trained network is cached in data/checkpoints under a hash of its configuration, so a
 re-run only measures; the recorded training seconds are those of the run that trained it):
   0. the ANNs: `get_ann(dataset)` (ReLU) and, before step 5, `get_ann(dataset, activation="clip")`, trained
      if missing (their training time is recorded apart from the SNNs');
   1. the θ scaling factor: the converted SNN's accuracy at T = 5 for each --scales, on training images
-     (never the test set); the best one is used below;
+     (never the test set); the best one is used below (`--init iir`: IIR-SNN's own start instead,
+     `train_snn.IIR_INIT`: θ = 1.0 × the 90th percentile, nothing picked);
   2. DIET-SNN: `diet_init` → `train_snn` at T = 5;
   3. IIR-SNN: `iir_schedule` at T = 4, 3, 2, 1 from the DIET-SNN;
   4. the direct jump: `diet_init` → `train_snn` at T = 1 for as many epochs as steps 2–3 together;
@@ -28,11 +30,11 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from snnlab.convert import convert  # noqa: E402
+from snnlab.convert import RECIPE_LABELS, convert  # noqa: E402
 from snnlab.data import class_interleaved, get_loaders  # noqa: E402
 from snnlab.simulate import evaluate_snn, keep_freed_memory  # noqa: E402
 from snnlab.train import evaluate, get_ann, seed_everything  # noqa: E402
-from snnlab.train_snn import (diet_init, iir_schedule, make_trainable, paired_test, per_image_correct,  # noqa: E402
+from snnlab.train_snn import (IIR_INIT, diet_init, iir_schedule, make_trainable, paired_test, per_image_correct,  # noqa: E402
                               score, train_snn)
 
 RESULTS = Path(__file__).parent / "results"
@@ -50,6 +52,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="Adam's learning rate of the weights, all runs (the papers: 1e-4 for 200–500 epochs)")
     parser.add_argument("--neuron-lr", type=float, default=1e-2, help="Adam's learning rate of θ and λ")
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--init", default="diet", choices=("diet", "iir"),
+                        help="the T = 5 start and the direct jump's: diet = DIET-SNN's (99.7th percentile, θ scale "
+                             "picked from --scales in step 1), iir = IIR-SNN's own (90th percentile, scale 1.0)")
     parser.add_argument("--scales", default="0.4,0.5,0.6,0.7", help="θ scaling factors to choose from")
     parser.add_argument("--calibration", type=int, default=500, help="training images that set θ")
     parser.add_argument("--seed", type=int, default=0, help="seed of the loaders, calibration images and training")
@@ -84,7 +89,8 @@ def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [f"SNN training on {c['dataset']} ({results['train_images']} training images, "
              f"{results['test_images']} test images), lr {c['lr']} (θ and λ: {c['neuron_lr']}), batch "
-             f"{c['batch_size']}, θ scale {results['scale']}, seed {c['seed']}; {m['torch_threads']} threads, load average "
+             f"{c['batch_size']}, θ = {results['scale']} × {RECIPE_LABELS[results['init']['threshold']]}, "
+             f"seed {c['seed']}; {m['torch_threads']} threads, load average "
              f"{m['load_average_before'][0]:.1f} at start; this invocation "
              f"{results['wall_seconds'] / 60:.1f} min wall, {results['cpu_seconds'] / 60:.1f} min CPU (cached "
              f"networks are only scored; 'training' is each network's own time).", "",
@@ -93,18 +99,20 @@ def markdown(results: dict) -> str:
     for r in results["runs"]:
         start = "–" if r["start_accuracy"] is None else f"{r['start_accuracy']:.2f}"
         lines.append(f"| {r['method']} | {r['timesteps']} | {r['epochs']} | {r['ann_accuracy']:.2f} | {start} | "
-                     f"{r['accuracy']:.2f} | {r['gap']:+.2f} | {r['energy_ratio']:.3f} | {r['train_seconds'] / 60:.1f} |")
+                     f"{r['accuracy']:.2f} | {r['gap']:+.2f} | {r['energy_ratio']:.3f} | "
+                     f"{r['train_seconds'] / 60:.1f} |")
     if "iir_vs_direct" in results:
         d = results["iir_vs_direct"]
         lines += ["", f"IIR-SNN T = 1 vs the direct jump on the same {d['images']} test images: only IIR-SNN right on "
-                      f"{d['a_only']}, only the direct jump on {d['b_only']} ({d['difference']:+.2f} pt); exact McNemar "
-                      f"test p = {d['p_value']:.2g} ("
-                      + ("< 0.05: a real difference)." if d["p_value"] < 0.05 else "≥ 0.05: the test set cannot tell them "
-                         "apart).")]
+                      f"{d['a_only']}, only the direct jump on {d['b_only']} ({d['difference']:+.2f} pt); exact "
+                      f"McNemar test p = {d['p_value']:.2g} ("
+                      + ("< 0.05: a real difference)." if d["p_value"] < 0.05
+                         else "≥ 0.05: the test set cannot tell them apart).")]
     for r in results["runs"]:
         if r["timesteps"] == 1:
             lines += ["", f"Energy per layer, {r['method']} at T = 1 (µJ per image):", "",
-                      "| layer | MACs | input spikes per neuron | ANN µJ | SNN µJ | SNN / ANN |", "|---|---|---|---|---|---|"]
+                      "| layer | MACs | input spikes per neuron | ANN µJ | SNN µJ | SNN / ANN |",
+                      "|---|---|---|---|---|---|"]
             lines += [f"| {d['name']} | {d['macs']:,} | {d['rate']:.3f} | {d['ann_pj'] / 1e6:.4f} | "
                       f"{d['snn_pj'] / 1e6:.4f} | {d['snn_pj'] / d['ann_pj']:.3f} |" for d in r["energy_layers"]]
             lines.append(f"| total | | | {r['ann_energy_uj']:.4f} | {r['energy_uj']:.4f} | {r['energy_ratio']:.3f} |")
@@ -122,15 +130,18 @@ def run_all(args, ann, info) -> dict:
     ann_accuracy = evaluate(ann, test_loader)
     balanced = torch.from_numpy(class_interleaved(calibration_loader.y.numpy())[:1000])  # the subset is stored by class
     held = calibration_loader.x[balanced], calibration_loader.y[balanced]
-    sweep = pick_scale(ann, calibration, *held, [float(s) for s in args.scales.split(",")])
-    scale = max(sweep, key=sweep.get)
+    if args.init == "iir":  # IIR-SNN's own start: no scale to pick
+        init, sweep, name = IIR_INIT, {}, "IIR-SNN stage T = 5 (IIR init)"
+    else:
+        sweep = pick_scale(ann, calibration, *held, [float(s) for s in args.scales.split(",")])
+        init, name = {"threshold": "p99.7", "scale": max(sweep, key=sweep.get)}, "DIET-SNN"
     rates = dict(lr=args.lr, neuron_lr=args.neuron_lr)
     runs = []
 
-    diet = diet_init(ann, calibration, scale=scale)
+    diet = diet_init(ann, calibration, **init)
     start = score(diet, test_loader, 5)
     history = train_snn(diet, train_loader, timesteps=5, epochs=args.diet_epochs, cache="diet", **rates)
-    runs.append(row("DIET-SNN", score(diet, test_loader, 5), start, history, ann_accuracy, args.diet_epochs))
+    runs.append(row(name, score(diet, test_loader, 5), start, history, ann_accuracy, args.diet_epochs))
 
     stages = iir_schedule(diet, train_loader, timesteps=(4, 3, 2, 1), epochs=args.stage_epochs, cache="iir", **rates)
     for t, (snn, stage_history) in stages.items():
@@ -138,12 +149,12 @@ def run_all(args, ann, info) -> dict:
                         args.stage_epochs))
 
     total = args.diet_epochs + 4 * args.stage_epochs
-    direct = diet_init(ann, calibration, scale=scale)
+    direct = diet_init(ann, calibration, **init)
     start = score(direct, test_loader, 1)
     history = train_snn(direct, train_loader, timesteps=1, epochs=total, cache="direct", **rates)
     runs.append(row("direct jump to T = 1", score(direct, test_loader, 1), start, history, ann_accuracy, total))
     paired = paired_test(per_image_correct(stages[1][0], test_loader, 1), per_image_correct(direct, test_loader, 1))
-    results = {"scale_sweep": sweep, "scale": scale, "train_images": len(train_loader.x),
+    results = {"init": init, "scale_sweep": sweep, "scale": init["scale"], "train_images": len(train_loader.x),
                "test_images": len(test_loader.x), "runs": runs, "iir_vs_direct": paired,
                "anns": {"relu": {k: info[k] for k in ("test_accuracy", "train_seconds", "checkpoint")}}}
     if args.skip_datta:

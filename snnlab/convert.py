@@ -171,11 +171,13 @@ def distribution_aware(record: LayerRecord, timesteps: int, v_init: float = 0.0,
 
 RECIPES = {"max": max_threshold, "percentile": percentile_threshold, "bound": bound_threshold,
            "mse": mse_threshold, "datta": distribution_aware,
-           "p99": partial(percentile_threshold, p=99.0), "p99.7": partial(percentile_threshold, p=99.7)}
+           "p90": partial(percentile_threshold, p=90.0), "p99": partial(percentile_threshold, p=99.0),
+           "p99.7": partial(percentile_threshold, p=99.7)}
 RECIPE_LABELS = {"max": "max", "percentile": "99.9th percentile", "bound": "learned λ_clip", "mse": "MSE search",
-                 "datta": "Datta & Beerel (α, β)", "p99": "99th percentile", "p99.7": "99.7th percentile"}
+                 "datta": "Datta & Beerel (α, β)", "p90": "90th percentile", "p99": "99th percentile",
+                 "p99.7": "99.7th percentile"}
 # Recipes whose θ depends on neither T nor V[0]: one conversion serves every T (`snnlab compare` runs it once).
-T_FREE_RECIPES = ("max", "percentile", "bound", "p99", "p99.7")
+T_FREE_RECIPES = ("max", "percentile", "bound", "p90", "p99", "p99.7")
 
 
 def optimal_v_init(record: LayerRecord, timesteps: int, setting: dict, steps: int = 21) -> float:
@@ -200,7 +202,7 @@ def convert(model: nn.Module, images: torch.Tensor, *, threshold="percentile", t
     Args:
         model: a trained ANN built from modules (see models.py); it is not modified.
         images: calibration images [N, C, H, W], e.g. 1,000 training images.
-        threshold: a name in `RECIPES` ("max", "percentile", "bound", "mse", "datta", "p99", "p99.7")
+        threshold: a name in `RECIPES` ("max", "percentile", "bound", "mse", "datta", "p90", "p99", "p99.7")
             or a function `recipe(record, timesteps, v_init) -> {"threshold": …}`.
         timesteps: the T the recipes that model the neuron ("mse", "datta") fit for.
         v_init: V[0] as a fraction of θ (0.0, 0.5 = OPI's θ/2) or "optimal" (per layer, by search).

@@ -38,6 +38,7 @@ from .simulate import Probe, encode, evaluate_snn, simulate
 from .train import make_scheduler, resume_training, save_training
 
 MIN_THRESHOLD = 1e-3  # θ is kept above this: the surrogate's z = H/θ − 1 divides by θ
+IIR_INIT = {"threshold": "p90", "scale": 1.0}  # IIR-SNN's own T = 5 start: `diet_init(ann, images, **IIR_INIT)`
 WEIGHT_LAYERS = (nn.Conv2d, nn.Linear)
 
 
@@ -114,9 +115,9 @@ def diet_init(ann: nn.Module, images: torch.Tensor, *, scale: float, threshold="
 
         θ_l = scale·P(z_l)     W_l ← W_l·P(z_{l−1})     λ_l = 1     V[0] = 0
 
-    Symbols: P(z_l) = the recipe's threshold of layer l (default the 99.7th percentile of its ANN
-    pre-activations z_l), `scale` = DIET-SNN's scaling factor (0.2 at T = 5 for its own, larger
-    threshold estimate; notebook 04 measures ours).
+    Symbols: P(z_l) = the recipe's threshold of layer l (default the 99.7th percentile of its ANN pre-activations
+    z_l; IIR-SNN's own start, `**IIR_INIT`, is the 90th at scale 1.0; both codes take it over a spiking simulation),
+    `scale` = DIET-SNN's scaling factor (0.2 at T = 5 for its larger estimate; notebook 04 measures ours).
 
     Args:
         ann: the trained ANN (not modified). images: calibration images [N, C, H, W].
@@ -171,9 +172,8 @@ def _train_epoch(snn, loader, optimizer, scheduler, timesteps: int, progress: bo
 
 def _log_epoch(history: dict, snn, loss: float, accuracy: float, seconds: float, test_loader, timesteps):
     """Append one epoch to `history`: loss, accuracies, seconds, θ and λ per neuron layer."""
-    history["loss"].append(loss)
-    history["train_acc"].append(accuracy)
-    history["seconds"].append(seconds)
+    for key, value in (("loss", loss), ("train_acc", accuracy), ("seconds", seconds)):
+        history[key].append(value)
     history["threshold"].append([m.threshold.tolist() for m in neurons(snn).values()])
     history["leak"].append([m.leak.tolist() for m in neurons(snn).values()])
     if test_loader is not None:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from snnlab import widgets
-from snnlab.activations import CAT, activation_factory
+from snnlab.activations import CAT, activation_factory, log_round, log_step
 from snnlab.cli import CompareConfig, Method, parse_method, run_compare
 from snnlab.convert import fold_batchnorm
 from snnlab.energy import E_AC_PJ, E_MAC_PJ
@@ -63,6 +63,19 @@ def test_encode_by_hand():
     s = 2.0
     values = torch.tensor([3.0, 2.0, 1.42, 1.41, 1.0, 0.71, 0.70, s * 2 ** -7, s * 2 ** -7.4, s * 2 ** -7.6, 0.0, -1.0])
     assert encode(values, s, 8).tolist() == [0, 0, 0, 1, 1, 1, 2, 7, 7, NO_SPIKE, NO_SPIKE, NO_SPIKE]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+def test_log_step_rounds_exactly_at_every_boundary(dtype):
+    """The floats just above and below 2^(−k−½) (no float is equal to it) fall on either side of it: k and k + 1."""
+    k = torch.arange(0, 14 if dtype == torch.float16 else 100)
+    boundary = 2.0 ** (-k.double() - 0.5)
+    above, below = boundary.to(dtype), boundary.to(dtype)  # the nearest float, then its neighbour on the other side
+    above = torch.where(above.double() > boundary, above, torch.nextafter(above, torch.ones_like(above)))
+    below = torch.where(below.double() < boundary, below, torch.nextafter(below, torch.zeros_like(below)))
+    assert torch.equal(log_step(above), k.to(dtype)) and torch.equal(log_step(below), (k + 1).to(dtype))
+    assert torch.equal(log_round(above, 200), 2.0 ** -k.to(dtype))
+    assert log_step(torch.zeros(1, dtype=dtype)).item() == math.inf
 
 
 def test_encode_matches_the_event_simulation():
