@@ -14,7 +14,8 @@ re-run only measures; the recorded training seconds are those of the run that tr
   2. DIET-SNN: `diet_init` → `train_snn` at T = 5;
   3. IIR-SNN: `iir_schedule` at T = 4, 3, 2, 1 from the DIET-SNN;
   4. the direct jump: `diet_init` → `train_snn` at T = 1 for as many epochs as steps 2–3 together;
-  5. Datta & Beerel: `convert(clip_ann, threshold="datta", timesteps=2)` → boxcar surrogate → `train_snn` at T = 2.
+  5. Datta & Beerel's fit at V[0] = θ/2 (snnlab's variant; the paper runs V[0] = 0, notebook 05 both):
+     `convert(clip_ann, threshold="datta", timesteps=2, v_init=0.5)` → boxcar surrogate → `train_snn` at T = 2.
 Every network is scored on the whole test set (`train_snn.score`: accuracy, spikes, energy per layer), and
 IIR-SNN's T = 1 network is compared with the direct jump image by image (`paired_test`: exact McNemar test).
 Results: bench/results/training_runs.json and .md (the README's table). See bench/README.md.
@@ -162,11 +163,11 @@ def run_all(args, ann, info) -> dict:
 
     clip_ann, clip_info = get_ann(dataset=args.dataset, activation="clip")  # trained here if missing
     clip_accuracy = evaluate(clip_ann, test_loader)
-    datta = make_trainable(convert(clip_ann, calibration, threshold="datta", timesteps=2), surrogate="boxcar",
-                           leak=False)
+    datta = make_trainable(convert(clip_ann, calibration, threshold="datta", timesteps=2, v_init=0.5),
+                           surrogate="boxcar", leak=False)  # snnlab's θ/2 variant; the paper's V[0] = 0: notebook 05
     start = score(datta, test_loader, 2)
     history = train_snn(datta, train_loader, timesteps=2, epochs=args.datta_epochs, cache="datta", **rates)
-    runs.append(row("Datta & Beerel (clip ANN)", score(datta, test_loader, 2), start, history, clip_accuracy,
+    runs.append(row("Datta's fit at V[0] = θ/2 (clip ANN)", score(datta, test_loader, 2), start, history, clip_accuracy,
                     args.datta_epochs))
     results["anns"]["clip"] = {k: clip_info[k] for k in ("test_accuracy", "train_seconds", "checkpoint")}
     return results

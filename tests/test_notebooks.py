@@ -398,6 +398,30 @@ def test_05_qcfs_l1_route_is_the_mse_conversion_before_and_exact_after_fine_tuni
 
 
 @pytest.mark.cifar
+def test_05_datta_at_the_papers_v0_starts_far_below_the_half_theta_fit_and_fine_tuning_lifts_both(cifar):
+    """Section 4: converted → fine-tuned at T = 2, V[0] = 0 vs θ/2: 29.0 → 38.3 vs 56.7 → 60.3 (AVX-512),
+    33.7 → 42.7 vs 56.7 → 60.7 (AVX2 both), 32.7 → 43.3 vs 54.7 → 57.3 % (oneDNN AVX2)."""
+    from snnlab.data import get_loaders
+    from snnlab.train_snn import make_trainable, score, train_snn
+    k = knobs("05_one_timestep.ipynb")
+    seed_everything(k["SEED"])
+    train_loader, _ = get_loaders(k["DATASET"], batch_size=k["BATCH_SIZE"], train_size=k["SNN_TRAIN_SIZE"],
+                                  seed=k["SEED"])
+    clip_ann, _ = get_ann(dataset=k["DATASET"], model=k["MODEL"], activation="clip", epochs=k["ANN_EPOCHS"],
+                          train_size=k["TRAIN_SIZE"], seed=k["SEED"], progress=False)
+    accuracy = {}
+    for v_init in (0.0, 0.5):
+        snn = make_trainable(convert(clip_ann, cifar["calibration"], threshold="datta", timesteps=2, v_init=v_init),
+                             surrogate="boxcar", leak=False)
+        before = score(snn, cifar["test_loader"], 2)["accuracy"]
+        train_snn(snn, train_loader, timesteps=2, epochs=k["EPOCHS"], lr=k["LR"], neuron_lr=k["NEURON_LR"],
+                  cache="datta", progress=False)
+        accuracy[v_init] = before, score(snn, cifar["test_loader"], 2)["accuracy"]
+    assert accuracy[0.0][0] < accuracy[0.5][0] - 10, accuracy
+    assert accuracy[0.0][1] > accuracy[0.0][0] + 3 and accuracy[0.5][1] > accuracy[0.5][0] + 1, accuracy
+
+
+@pytest.mark.cifar
 def test_05_energy_thresholds_and_first_spikes_of_the_stages(cifar):
     """Section 5: "the energy falls with T; at T = 1 the first, multiplying layer is most of what is left".
     SNN µJ at T = 5…1: 25.7 / 19.3 / 13.7 / 8.4 / 4.6, first layer 0.16 → 0.88 of it (AVX-512, CI knobs)."""
