@@ -235,17 +235,22 @@ def test_records_hold_the_true_preactivations():
 
 
 # ------------------------------------------------------------------ 4. end to end on real data
+CALLERS_CACHE = os.environ.get("SNNLAB_CACHE")  # as pytest was started, e.g. SNNLAB_CACHE=$(mktemp -d) pytest
+
+
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    os.environ["SNNLAB_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    try:
+    with pytest.MonkeyPatch.context() as mp:  # restores the caller's SNNLAB_CACHE (deleting it sent later runs to data/)
+        mp.setenv("SNNLAB_CACHE", str(tmp_path_factory.mktemp("cache")))
         train, test = get_loaders("digits", batch_size=256, augment=False)
         images = torch.cat([x for x, _ in train])[:500]
         relu, relu_info = get_ann(dataset="digits", epochs=15, lr=0.05, progress=False)
         qcfs, qcfs_info = get_ann(dataset="digits", activation="qcfs", levels=4, epochs=15, lr=0.05, progress=False)
-    finally:
-        del os.environ["SNNLAB_CACHE"]
     return dict(images=images, test=test, relu=(relu, relu_info), qcfs=(qcfs, qcfs_info))
+
+
+def test_digits_fixture_gives_back_the_callers_cache_folder(digits):
+    assert os.environ.get("SNNLAB_CACHE") == CALLERS_CACHE
 
 
 def test_digits_conversion_keeps_accuracy(digits):
