@@ -444,12 +444,12 @@ def test_05_energy_thresholds_and_first_spikes_of_the_stages(cifar):
     # (AVX-512); 43.3 → 37.0, 39.3 → 25.7, 32.3 → 15.3, 18.3 → 11.0 (AVX2 both); 49.3 → 48.7, 48.3 → 43.7,
     # 47.0 → 33.3, 35.7 → 15.3 (oneDNN AVX2), all one thread; 53.3 → 48.0, 54.3 → 54.0, 52.7 → 42.0, 48.7 → 18.7 %
     # (AVX2 both, two threads). By more than 2 points at T = 2 and 1, by as little as one image at T = 4 and 3.
-    ended = {t: h["test_acc"][-1] for t, (_, h) in {5: (diet, history), **stages}.items()}
-    for longer, shorter in itertools.pairwise([5, *k["STAGES"]]):
-        start = evaluate_snn(stages[longer][0] if longer in stages else diet, cifar["test_loader"], shorter,
-                             progress=False)[-1].item()
-        assert start <= ended[longer] - (2 if shorter <= 2 else 0), (shorter, start, ended[longer])
-    scores = score_stages({5: (diet, history), **stages}, cifar["test_loader"])
+    runs = {5: (diet, history), **stages}  # T → (network, history), in stage order
+    for longer, shorter in itertools.pairwise(runs):
+        start = evaluate_snn(runs[longer][0], cifar["test_loader"], shorter, progress=False)[-1].item()
+        ended = runs[longer][1]["test_acc"][-1]
+        assert start <= ended - (2 if shorter <= 2 else 0), (shorter, start, ended)
+    scores = score_stages(runs, cifar["test_loader"])
     energy = [scores[t]["energy"].snn_pj for t in sorted(scores, reverse=True)]  # T = 5, 4, 3, 2, 1
     assert all(shorter < 0.9 * longer for longer, shorter in itertools.pairwise(energy)), energy
     report = scores[1]["energy"]
